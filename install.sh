@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what nsconform needs on a Debian machine, as root: Debian packages (Python, the runtimes
+# the bundled profiles drive, Chromium for the HTML report's test) and a virtualenv in .venv.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+export DEBIAN_FRONTEND=noninteractive
+
+DEBIAN_PACKAGES=(
+  python3 python3-venv python3-pip ca-certificates   # the harness; the probe runs on /usr/bin/python3
+  util-linux iproute2 procps                         # unshare(1) for the unshare profile; ip for humans only
+  bubblewrap runc crun podman uidmap busybox-static  # the runtimes of profiles/
+  chromium                                           # renders conformance.html in the project's tests
+)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --config-settings editable_mode=compat -e '.[dev]'

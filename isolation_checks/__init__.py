@@ -1,0 +1,1 @@
+"""The conformance checks: one module per namespace, one guarantee per check."""

@@ -1,0 +1,145 @@
+"""PID namespace: the sandbox's own init, its own /proc, and no reach into the host's processes."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import psutil
+import pytest
+
+from fixtures.catalogue import Verdict, guarantee
+from fixtures.host import Host
+from fixtures.namespaces import Combination
+from fixtures.sandbox import Sandbox, SandboxFactory
+
+
+@guarantee("pid", "any")
+def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox has a PID namespace of its own exactly when PID is isolated."""
+    verdict.identity("pid", sandbox, host)
+
+
+@guarantee("pid", "isolated")
+def test_init_is_pid_1(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox's first process sees itself as PID 1 with parent 0."""
+    ident = sandbox.probe("identity")
+    verdict.expect(ident["pid"] == 1, "the sandbox's first process is not PID 1 inside", pid_inside=ident["pid"])
+    verdict.expect(ident["ppid"] == 0, "the sandbox's init has a parent inside", ppid_inside=ident["ppid"])
+
+
+@guarantee("pid", "isolated", needs=["mnt"])
+def test_proc_shows_only_sandbox(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """/proc inside lists the sandbox's processes only, not the host's."""
+    # 1. /proc/self inside must name the probe's pid in its own namespace (a stale host /proc names the host pid)
+    # 2. /proc inside must list as many processes as the host finds in the sandbox's PID namespace
+    ident = sandbox.probe("identity")
+    verdict.expect(
+        ident["proc_self"] == str(ident["pid"]),
+        "/proc inside is not the sandbox's own: /proc/self names another pid",
+        proc_self=ident["proc_self"],
+        pid_inside=ident["pid"],
+    )
+    listed = sandbox.probe("pids")
+    members = sandbox.pid_ns_members()
+    verdict.expect(
+        len(listed) == len(members),
+        "/proc inside lists processes that are not in the sandbox",
+        pids_listed_inside=listed,
+        sandbox_processes_on_host=[p.pid for p in members],
+    )
+
+
+@guarantee("pid", "isolated")
+def test_host_pid_unreachable(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Signalling a host PID from inside fails with ESRCH (signal 0: nothing is ever delivered)."""
+    target = os.getpid()  # this harness process, on the host, outside every sandbox
+    result = sandbox.probe("signal", pid=target, sig=0)
+    verdict.expect(
+        result == errno.ESRCH,
+        "a host process can be signalled from inside",
+        host_pid=target,
+        kill_result=errno.errorcode.get(result, result),
+    )
+
+
+@guarantee("pid", "isolated")
+def test_orphan_reparented_to_init(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """A process orphaned inside the sandbox is adopted by the sandbox's init (PID 1)."""
+    verdict.require_own_namespace("pid", sandbox, host)
+    seen = sandbox.probe("orphan_parent")
+    verdict.expect(
+        seen["ppid"] == 1, "an orphan inside was adopted by a process other than the sandbox's init", orphan=seen
+    )
+
+
+@guarantee("pid", "isolated")
+def test_init_survives_sigkill_from_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """SIGKILL sent to PID 1 from inside the sandbox does not kill the sandbox's init."""
+    # 1. ASSERT an own PID namespace (else PID 1 would be the host's init); 2. a child kills PID 1
+    # 3. the probe, that PID 1, still answers
+    verdict.require_own_namespace("pid", sandbox, host)
+    if sandbox.probe("identity")["pid"] != 1:
+        pytest.skip("the probe is not its namespace's init (the runtime's own init is PID 1): not ours to kill")
+    seen = sandbox.probe("kill_init_from_inside")
+    alive = sandbox.probe("identity")["pid"] == 1
+    verdict.expect(
+        alive and psutil.pid_exists(sandbox.pid),
+        "the sandbox's init died of a SIGKILL sent from inside",
+        kill_result=seen,
+    )
+
+
+@guarantee("pid", "isolated")
+def test_no_survivor_after_init_exit(
+    combination: Combination, sandbox_factory: SandboxFactory, host: Host, verdict: Verdict
+) -> None:
+    """When the sandbox's init exits, no process of the sandbox survives (seen from the host)."""
+    # 1. a fresh sandbox of this combination; 2. two children inside that would block forever
+    # 3. the init exits; 4. EXPECT none of the sandbox's processes alive on the host; 5. kill survivors
+    box = sandbox_factory(combination)
+    verdict.require_own_namespace("pid", box, host)
+    box.probe("spawn_sleepers", count=2)
+    processes = [psutil.Process(box.pid), *psutil.Process(box.pid).children(recursive=True)]
+    box.end()
+    survivors = [p for p in processes if running(p)]
+    try:
+        verdict.expect(
+            not survivors,
+            "processes of the sandbox outlived its init",
+            sandbox_processes=[p.pid for p in processes],
+            survivors=[p.pid for p in survivors],
+        )
+    finally:
+        for proc in survivors:
+            proc.kill()
+
+
+def running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@guarantee("pid", "shared")
+def test_host_pids_visible(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """With PID shared, the sandbox sees host processes under their host PIDs."""
+    target = os.getpid()
+    listed = sandbox.probe("pids")
+    result = sandbox.probe("signal", pid=target, sig=0)
+    verdict.expect(
+        target in listed, "a host process is missing from /proc inside", host_pid=target, pids_listed_inside=listed
+    )
+    verdict.expect(
+        result != errno.ESRCH,
+        "a host process does not exist as seen from inside",
+        kill_result=errno.errorcode.get(result, result),
+    )
+    ident = sandbox.probe("identity")
+    verdict.expect(
+        ident["pid"] == sandbox.pid,
+        "the probe's pid inside is not its host pid",
+        pid_inside=ident["pid"],
+        pid_on_host=sandbox.pid,
+    )

@@ -1,0 +1,66 @@
+"""UTS namespace: hostname and NIS domain name."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures import naming
+from fixtures.catalogue import Verdict, guarantee
+from fixtures.host import Host
+from fixtures.sandbox import Sandbox
+
+
+@guarantee("uts", "any")
+def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox has a UTS namespace of its own exactly when UTS is isolated."""
+    verdict.identity("uts", sandbox, host)
+
+
+def expect_name_stays_inside(field: str, sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    # 1. ASSERT the sandbox has its own UTS namespace, so that the write below stays inside it
+    # 2. set a fresh, recognisable value of `field` inside, and read it back inside
+    # 3. EXPECT the host's value unchanged; 4. restore the sandbox's old value
+    verdict.require_own_namespace("uts", sandbox, host)
+    before = host.probe("uts")[field]
+    name = naming.unique("uts")[:63]
+    try:
+        previous = sandbox.probe("set_uts", **{field: name})
+    except PermissionError:
+        pytest.skip(f"the sandbox may not set its {field} (EPERM): only the namespace identity is evidence")
+    try:
+        seen_inside = sandbox.probe("uts")[field]
+        verdict.require(
+            seen_inside == name, f"the {field} set inside did not take inside", **{f"{field} inside": seen_inside}
+        )
+        after = host.probe("uts")[field]
+        verdict.expect(
+            after == before,
+            f"the {field} set inside the sandbox changed the host's",
+            **{"set inside": name, "host before": before, "host after": after},
+        )
+    finally:
+        sandbox.probe("set_uts", **{field: previous[field]})
+
+
+@guarantee("uts", "isolated")
+def test_hostname_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """A hostname set inside the sandbox is not seen on the host."""
+    expect_name_stays_inside("hostname", sandbox, host, verdict)
+
+
+@guarantee("uts", "isolated")
+def test_domainname_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """A NIS domain name set inside the sandbox is not seen on the host."""
+    expect_name_stays_inside("domainname", sandbox, host, verdict)
+
+
+@guarantee("uts", "shared")
+def test_names_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """With UTS shared, the sandbox sees the host's hostname and domain name (observed, never written)."""
+    inside, outside = sandbox.probe("uts"), host.probe("uts")
+    for field in ("hostname", "domainname"):
+        verdict.expect(
+            inside[field] == outside[field],
+            f"the sandbox's {field} differs from the host's",
+            **{f"{field} inside": inside[field], f"{field} on host": outside[field]},
+        )

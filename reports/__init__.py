@@ -1,0 +1,1 @@
+"""Report writers of nsconform: conformance.json (CONTRACT) and the views built from it."""

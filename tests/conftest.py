@@ -1,0 +1,65 @@
+"""Helpers for the project's own tests: run the conformance suite in-process on any runtime."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.settings import SETTINGS
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RuntimeOverride:
+    """A plugin that swaps the session's runtime for a (leaky) one built in the test."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[SETTINGS] = dataclasses.replace(config.stash[SETTINGS], runtime=self.runtime)
+
+
+@dataclass
+class SuiteRun:
+    ret: int
+    report: dict[str, Any]
+    output: str
+
+    def outcomes(self, check: str) -> dict[str, str]:
+        """combination id -> outcome, for one check."""
+        return {"+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check}
+
+    def verdicts(self) -> dict[str, str]:
+        return {ns: entry["verdict"] for ns, entry in self.report["summary"].items()}
+
+
+@pytest.fixture
+def run_suite(pytester: pytest.Pytester):
+    """run_suite(*pytest_args, runtime=None): the suite in-process; returns its conformance.json."""
+
+    def run(*args: str, runtime: Any = None) -> SuiteRun:
+        report_dir = pytester.path / "reports"
+        plugins = [RuntimeOverride(runtime)] if runtime is not None else []
+        result = pytester.runpytest_inprocess(
+            "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
+            "--report-dir", str(report_dir), *args, plugins=plugins,
+        )
+        path = report_dir / "conformance.json"
+        report = json.loads(path.read_text()) if path.exists() else {}
+        return SuiteRun(ret=result.ret, report=report, output=str(result.stdout))
+
+    return run
+
+
+def check_node(check: str, combination: str) -> str:
+    """The node id of check `ns.name` on `combination`, e.g. ('uts.hostname_private', 'pid+uts')."""
+    module, name = check.split(".", 1)
+    return f"{ROOT}/isolation_checks/{module}.py::test_{name}[{combination}]"

@@ -1,0 +1,119 @@
+"""Every check has teeth: on a deliberately leaky sandbox, it must fail.
+
+Each control names a check, a leaky native runtime and the combination to run it on. The
+leaky runtimes claim a namespace they do not unshare (`omit`), unshare one they do not claim
+(`extra`), or carry one of the launcher's deliberate flaws (`leaks`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from contextlib import nullcontext
+
+import pytest
+
+import isolation_checks
+from fixtures import naming
+from fixtures.catalogue import spec_of
+from fixtures.host import Host
+from fixtures.native import NativeRuntime
+from tests.conftest import check_node
+
+
+def omit(ns: str) -> NativeRuntime:
+    return NativeRuntime(omit=frozenset({ns}))
+
+
+def extra(ns: str) -> NativeRuntime:
+    return NativeRuntime(extra=frozenset({ns}))
+
+
+def leak(flaw: str) -> NativeRuntime:
+    return NativeRuntime(leaks=frozenset({flaw}))
+
+
+def host_sysv_object():
+    """Something on the host for a wrongly isolated IPC namespace to miss."""
+    return Host().ipc_object("shm", naming.ipc_key())
+
+
+# check, leaky runtime, --namespaces, combination, host-side setup for the run
+CONTROLS = [
+    ("uts.namespace_identity", omit("uts"), "uts", "uts", None),
+    ("uts.namespace_identity", extra("uts"), "uts", "none", None),
+    ("uts.hostname_private", omit("uts"), "uts", "uts", None),
+    ("uts.domainname_private", omit("uts"), "uts", "uts", None),
+    ("uts.names_shared", NativeRuntime(extra=frozenset({"uts"}), leaks=frozenset({"rename_host"})), "uts", "none", None),
+    ("pid.namespace_identity", omit("pid"), "pid", "pid", None),
+    ("pid.namespace_identity", extra("pid"), "pid", "none", None),
+    ("pid.init_is_pid_1", omit("pid"), "pid", "pid", None),
+    ("pid.init_is_pid_1", leak("no_init_fork"), "pid", "pid", None),
+    ("pid.proc_shows_only_sandbox", leak("host_proc"), "pid,mnt", "mnt+pid", None),
+    ("pid.host_pid_unreachable", omit("pid"), "pid", "pid", None),
+    ("pid.orphan_reparented_to_init", omit("pid"), "pid", "pid", None),
+    ("pid.init_survives_sigkill_from_inside", omit("pid"), "pid", "pid", None),
+    ("pid.no_survivor_after_init_exit", omit("pid"), "pid", "pid", None),
+    ("pid.host_pids_visible", extra("pid"), "pid", "none", None),
+    ("ipc.namespace_identity", omit("ipc"), "ipc", "ipc", None),
+    ("ipc.namespace_identity", extra("ipc"), "ipc", "none", None),
+    ("ipc.sysv_objects_hidden_from_host", omit("ipc"), "ipc", "ipc", None),
+    ("ipc.host_sysv_objects_hidden_inside", omit("ipc"), "ipc", "ipc", None),
+    ("ipc.posix_mqueue_private", omit("ipc"), "ipc", "ipc", None),
+    ("ipc.posix_shm_private", leak("host_dev_shm"), "ipc,mnt", "ipc+mnt", None),
+    ("ipc.sysv_objects_shared", extra("ipc"), "ipc", "none", host_sysv_object),
+]
+
+
+def control_id(control: tuple) -> str:
+    check, runtime, _, combination, _ = control
+    how = ",".join(f"{k}={'+'.join(sorted(v))}" for k in ("omit", "extra", "leaks") if (v := getattr(runtime, k)))
+    return f"{check}[{combination}]-{how}"
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=[control_id(c) for c in CONTROLS])
+def test_check_fails_on_leaky_sandbox(control: tuple, run_suite) -> None:
+    """The check reports `failed` (a violation, not an error) on its leaky sandbox."""
+    check, runtime, namespaces, combination, setup = control
+    with setup() if setup else nullcontext():
+        run = run_suite("--namespaces", namespaces, check_node(check, combination), runtime=runtime)
+    assert run.outcomes(check) == {combination: "failed"}, run.output
+    assert run.report["summary"][spec_namespace(check)]["verdict"] == "violated"
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=[control_id(c) for c in CONTROLS])
+def test_check_passes_on_sound_sandbox(control: tuple, run_suite) -> None:
+    """The same check passes on the sound native sandbox of the same combination: the failure is the leak's."""
+    check, _, namespaces, combination, _ = control
+    run = run_suite("--namespaces", namespaces, check_node(check, combination))
+    assert run.outcomes(check) == {combination: "passed"}, run.output
+
+
+def catalogue() -> dict[str, object]:
+    checks = {}
+    for module in pkgutil.iter_modules(isolation_checks.__path__):
+        mod = importlib.import_module(f"isolation_checks.{module.name}")
+        for value in vars(mod).values():
+            spec = spec_of(value) if callable(value) else None
+            if spec is not None:
+                checks[spec.name] = spec
+    return checks
+
+
+def spec_namespace(check: str) -> str:
+    return catalogue()[check].namespace
+
+
+def test_every_check_has_a_negative_control() -> None:
+    """A check nobody has seen fail is not trusted: the catalogue has no check without a control."""
+    controlled = {c[0] for c in CONTROLS}
+    missing = sorted(set(catalogue()) - controlled)
+    assert not missing, f"checks without a leaky sandbox to fail on: {missing}"
+
+
+def test_every_shared_and_isolated_direction_is_controlled() -> None:
+    """Checks that apply either way ('any') are shown to fail in both directions."""
+    for name, spec in catalogue().items():
+        if spec.when == "any":
+            combos = {c[3] for c in CONTROLS if c[0] == name}
+            assert "none" in combos and len(combos) >= 2, f"{name} lacks a control in one direction"

@@ -35,7 +35,9 @@ class SuiteRun:
 
     def outcomes(self, check: str) -> dict[str, str]:
         """combination id -> outcome, for one check."""
-        return {"+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check}
+        return {
+            "+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check
+        }
 
     def verdicts(self) -> dict[str, str]:
         return {ns: entry["verdict"] for ns, entry in self.report["summary"].items()}
@@ -43,14 +45,22 @@ class SuiteRun:
 
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester):
-    """run_suite(*pytest_args, runtime=None): the suite in-process; returns its conformance.json."""
+    """run_suite(*pytest_args, runtime=None, plugins=()): the suite in-process; returns its conformance.json."""
 
-    def run(*args: str, runtime: Any = None) -> SuiteRun:
+    def run(*args: str, runtime: Any = None, plugins: tuple[object, ...] = ()) -> SuiteRun:
         report_dir = pytester.path / "reports"
-        plugins = [RuntimeOverride(runtime)] if runtime is not None else []
+        plugins = (*plugins, RuntimeOverride(runtime)) if runtime is not None else plugins
         result = pytester.runpytest_inprocess(
-            "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
-            "--report-dir", str(report_dir), *args, plugins=plugins,
+            "-c",
+            str(ROOT / "pytest.ini"),
+            "--rootdir",
+            str(ROOT),
+            "-p",
+            "no:cacheprovider",
+            "--report-dir",
+            str(report_dir),
+            *args,
+            plugins=list(plugins),
         )
         path = report_dir / "conformance.json"
         report = json.loads(path.read_text()) if path.exists() else {}

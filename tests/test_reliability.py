@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -174,13 +175,13 @@ def test_a_killed_worker_does_not_leave_its_sandbox(tmp_path: Path) -> None:
         with open(fifo) as announcements:
             worker_pid, sandbox_pid = map(int, announcements.readline().split())
             os.kill(worker_pid, signal.SIGKILL)
-            psutil.Process(sandbox_pid).wait(timeout=10)  # the probe dies with its worker
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(sandbox_pid).wait(timeout=30)  # the probe dies with its worker
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         output = run.communicate()[0]
         run.wait()
     assert not psutil.pid_exists(sandbox_pid), output[-2000:]
-    assert reaper.reap() == [] or True  # anything still tagged is reaped here, before the next test
 
 
 # -- timeouts and hostile sandboxes ---------------------------------------------------------------

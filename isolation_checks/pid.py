@@ -41,7 +41,7 @@ def test_proc_shows_only_sandbox(sandbox: Sandbox, host: Host, verdict: Verdict)
         pid_inside=ident["pid"],
     )
     listed = sandbox.probe("pids")
-    members = sandbox.pid_ns_members()
+    members = sandbox.ns_members()
     verdict.expect(
         len(listed) == len(members),
         "/proc inside lists processes that are not in the sandbox",

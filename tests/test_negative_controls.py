@@ -22,6 +22,7 @@ from fixtures.catalogue import spec_of
 from fixtures.host import Host
 from fixtures.native import NativeRuntime
 from tests.conftest import check_node
+from tests.runtime_profiles import hostname_runtime
 
 
 def omit(ns: str) -> NativeRuntime:
@@ -103,13 +104,18 @@ CONTROLS = [
     ("time.namespace_identity", extra("time"), "time", "none", None),
     ("time.clock_offsets_private", omit("time"), "time", "time", None),
     ("time.clocks_shared", extra("time"), "time", "none", None),
+    ("uts.hostname_as_declared", hostname_runtime(sets_it=False), "uts", "uts", None),
+    ("user.id_maps_as_declared", NativeRuntime(uid_map=((0, 200000, 65536),)), "user", "user", None),
 ]
+# Checks of what a runtime declares ([expect]) pass on a sound runtime that declares it; native declares no hostname.
+SOUND = {"uts.hostname_as_declared": hostname_runtime(sets_it=True)}
 
 
 def control_id(control: tuple) -> str:
     check, runtime, _, combination, _ = control
-    how = ",".join(f"{k}={'+'.join(sorted(v))}" for k in ("omit", "extra", "leaks") if (v := getattr(runtime, k)))
-    return f"{check}[{combination}]-{how}"
+    knobs = ("omit", "extra", "leaks", "uid_map")
+    how = ",".join(f"{k}={'+'.join(sorted(map(str, v)))}" for k in knobs if (v := getattr(runtime, k, None)))
+    return f"{check}[{combination}]-{how or runtime.name}"
 
 
 @pytest.mark.parametrize("control", CONTROLS, ids=[control_id(c) for c in CONTROLS])
@@ -124,9 +130,9 @@ def test_check_fails_on_leaky_sandbox(control: tuple, run_suite) -> None:
 
 @pytest.mark.parametrize("control", CONTROLS, ids=[control_id(c) for c in CONTROLS])
 def test_check_passes_on_sound_sandbox(control: tuple, run_suite) -> None:
-    """The same check passes on the sound native sandbox of the same combination: the failure is the leak's."""
+    """The same check passes on the sound sandbox of the same combination: the failure is the leak's."""
     check, _, namespaces, combination, _ = control
-    run = run_suite("--namespaces", namespaces, check_node(check, combination))
+    run = run_suite("--namespaces", namespaces, check_node(check, combination), runtime=SOUND.get(check))
     assert run.outcomes(check) == {combination: "passed"}, run.output
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,26 @@ from fixtures.settings import SETTINGS
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
+HOST_LOCK = Path(tempfile.gettempdir(), "nsconform-tests.lock")
+
+
+def host_lock(mode: int) -> Iterator[None]:
+    """A reader-writer lock over the host between this run's xdist workers (flock: no polling)."""
+    with open(HOST_LOCK, "a") as f:
+        fcntl.flock(f, mode)
+        yield
+
+
+@pytest.fixture
+def quiet_host() -> Iterator[None]:
+    """For a test whose inner run audits the host: no runtime that changes host-wide state runs meanwhile."""
+    yield from host_lock(fcntl.LOCK_EX)
+
+
+@pytest.fixture
+def host_perturbed() -> Iterator[None]:
+    """For a test that runs a runtime changing host-wide state while it runs (podman's mounts, cgroups)."""
+    yield from host_lock(fcntl.LOCK_SH)
 
 
 class RuntimeOverride:
@@ -45,9 +68,12 @@ class SuiteRun:
 
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester):
-    """run_suite(*pytest_args, runtime=None, plugins=()): the suite in-process; returns its conformance.json."""
+    """run_suite(*pytest_args, runtime=None, plugins=(), audit=False): the suite in-process; returns its report.
 
-    def run(*args: str, runtime: Any = None, plugins: tuple[object, ...] = ()) -> SuiteRun:
+    The host audit stays off unless asked for: a test that asks for it must also take `quiet_host`,
+    since other tests of this run change the host meanwhile."""
+
+    def run(*args: str, runtime: Any = None, plugins: tuple[object, ...] = (), audit: bool = False) -> SuiteRun:
         report_dir = pytester.path / "reports"
         plugins = (*plugins, RuntimeOverride(runtime)) if runtime is not None else plugins
         result = pytester.runpytest_inprocess(
@@ -59,6 +85,7 @@ def run_suite(pytester: pytest.Pytester):
             "no:cacheprovider",
             "--report-dir",
             str(report_dir),
+            *(() if audit else ("--no-host-audit",)),
             *args,
             plugins=list(plugins),
         )

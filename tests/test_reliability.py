@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from fixtures import audit, naming, probe, reaper
+from fixtures.declared import Expect
 from fixtures.sandbox import Launch
 from tests.conftest import ROOT
 
@@ -23,7 +25,12 @@ PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 
 def run_pytest(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*PYTEST, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        [*PYTEST, "--no-host-audit", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -59,7 +66,11 @@ def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:
     leaver = LeaveScratchDir()
     try:
         run = run_suite(
-            "--namespaces", "uts", f"{ROOT}/isolation_checks/uts.py::test_namespace_identity", plugins=(leaver,)
+            "--namespaces",
+            "uts",
+            f"{ROOT}/isolation_checks/uts.py::test_namespace_identity",
+            plugins=(leaver,),
+            audit=True,
         )
     finally:
         os.rmdir(leaver.path)
@@ -68,9 +79,9 @@ def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:
     assert "the session changed the host" in run.output
 
 
-def test_audit_is_clean_after_a_full_sound_run(run_suite) -> None:
+def test_audit_is_clean_after_a_full_sound_run(run_suite, quiet_host) -> None:
     """The native runtime's whole default matrix leaves the host exactly as it found it."""
-    run = run_suite(str(ROOT / "isolation_checks"))
+    run = run_suite(str(ROOT / "isolation_checks"), audit=True)
     assert run.ret == pytest.ExitCode.OK, run.output
     assert run.report["host_audit"]["traces"] == {}
 
@@ -119,7 +130,7 @@ def test_reaper_removes_only_what_dead_owners_left(tmp_path: Path) -> None:
             probe.ipc_remove("shm", ident)
 
 
-def test_sigkill_mid_run_then_rerun_leaves_the_host_as_before(tmp_path: Path) -> None:
+def test_sigkill_mid_run_then_rerun_leaves_the_host_as_before(tmp_path: Path, quiet_host) -> None:
     """A run SIGKILLed while its sandboxes live leaves nothing that the next run does not reap."""
     # 1. snapshot; 2. start a run whose first check hangs, learn from a FIFO that a sandbox lives
     # 3. SIGKILL the whole run (controller and workers); 4. run again; 5. EXPECT the snapshot unchanged
@@ -197,8 +208,13 @@ class ScriptRuntime:
     isolates: frozenset[str] | None = None
     any_combination: bool = True
 
+    expect: Expect = dataclasses.field(default_factory=Expect)
+
     def unavailable(self) -> str | None:
         return None
+
+    def buildable(self, combination: frozenset[str]) -> frozenset[str]:
+        return combination
 
     def launch(self, combination: frozenset[str]) -> Launch:
         return Launch(argv=["/bin/sh", "-c", self.script, naming.tag()], code="", claimed=combination)
@@ -223,7 +239,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("behaviour", sorted(HOSTILE))
-def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite) -> None:
+def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite, quiet_host) -> None:
     """A sandbox that hangs, dies or talks garbage yields `error` results with the reason, and the run goes on."""
     script, reason = HOSTILE[behaviour]
     timeout = "1" if "within 1 s" in reason else "10"  # the hanging ones time out; the rest must not
@@ -234,6 +250,7 @@ def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite) ->
         timeout,
         f"{ROOT}/isolation_checks/uts.py",
         runtime=ScriptRuntime(script),
+        audit=True,
     )
     results = run.report["results"]
     assert results and {r["outcome"] for r in results} == {"error"}, run.output

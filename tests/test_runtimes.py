@@ -15,6 +15,9 @@ from fixtures.runtimes import resolve
 from fixtures.sandbox import Sandbox, pid_in_namespace
 from tests.conftest import ROOT, SuiteRun
 
+# podman and runc change host-wide state while they run: tests that audit the host wait for them.
+pytestmark = pytest.mark.usefixtures("host_perturbed")
+
 # Each bundled runtime with the combinations its test builds (a matrix or bundle: each namespace alone, none, all).
 RUNS = {
     "unshare": ["--combinations", "singles"],

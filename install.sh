@@ -21,6 +21,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# The unprivileged user the project's tests run the suite as, to show rootless mode (tests/test_rootless.py).
+if ! getent passwd nsconform >/dev/null; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nsconform
+fi
+
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi

@@ -35,7 +35,9 @@ class SuiteRun:
 
     def outcomes(self, check: str) -> dict[str, str]:
         """combination id -> outcome, for one check."""
-        return {"+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check}
+        return {
+            "+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check
+        }
 
     def verdicts(self) -> dict[str, str]:
         return {ns: entry["verdict"] for ns, entry in self.report["summary"].items()}
@@ -49,8 +51,16 @@ def run_suite(pytester: pytest.Pytester):
         report_dir = pytester.path / "reports"
         plugins = [RuntimeOverride(runtime)] if runtime is not None else []
         result = pytester.runpytest_inprocess(
-            "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
-            "--report-dir", str(report_dir), *args, plugins=plugins,
+            "-c",
+            str(ROOT / "pytest.ini"),
+            "--rootdir",
+            str(ROOT),
+            "-p",
+            "no:cacheprovider",
+            "--report-dir",
+            str(report_dir),
+            *args,
+            plugins=plugins,
         )
         path = report_dir / "conformance.json"
         report = json.loads(path.read_text()) if path.exists() else {}

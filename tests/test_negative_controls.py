@@ -53,7 +53,13 @@ CONTROLS = [
     ("uts.namespace_identity", extra("uts"), "uts", "none", None),
     ("uts.hostname_private", omit("uts"), "uts", "uts", None),
     ("uts.domainname_private", omit("uts"), "uts", "uts", None),
-    ("uts.names_shared", NativeRuntime(extra=frozenset({"uts"}), leaks=frozenset({"rename_host"})), "uts", "none", None),  # noqa: E501
+    (
+        "uts.names_shared",
+        NativeRuntime(extra=frozenset({"uts"}), leaks=frozenset({"rename_host"})),
+        "uts",
+        "none",
+        None,
+    ),
     ("pid.namespace_identity", omit("pid"), "pid", "pid", None),
     ("pid.namespace_identity", extra("pid"), "pid", "none", None),
     ("pid.init_is_pid_1", omit("pid"), "pid", "pid", None),

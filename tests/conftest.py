@@ -45,11 +45,11 @@ class SuiteRun:
 
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester):
-    """run_suite(*pytest_args, runtime=None): the suite in-process; returns its conformance.json."""
+    """run_suite(*pytest_args, runtime=None, plugins=()): the suite in-process; returns its conformance.json."""
 
-    def run(*args: str, runtime: Any = None) -> SuiteRun:
+    def run(*args: str, runtime: Any = None, plugins: tuple[object, ...] = ()) -> SuiteRun:
         report_dir = pytester.path / "reports"
-        plugins = [RuntimeOverride(runtime)] if runtime is not None else []
+        plugins = (*plugins, RuntimeOverride(runtime)) if runtime is not None else plugins
         result = pytester.runpytest_inprocess(
             "-c",
             str(ROOT / "pytest.ini"),
@@ -60,7 +60,7 @@ def run_suite(pytester: pytest.Pytester):
             "--report-dir",
             str(report_dir),
             *args,
-            plugins=plugins,
+            plugins=list(plugins),
         )
         path = report_dir / "conformance.json"
         report = json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,159 @@
+"""Benchmark: the conformance matrix against its physical floor, measured side by side in one run.
+
+    .venv/bin/python bench/run.py [--quick]
+
+(a) the full default native matrix, wall time with -n auto
+(b) the floor: the same number of bare `unshare ... python3 -S -c pass` sandboxes spread over the
+    cores, plus pytest's own cost for a trivial parametrized test with the same item count (-n auto)
+(c) one sandbox's start-up (made, probe answering) against that unshare + python reference
+(d) peak RSS of an xdist worker
+(e) --runtime bwrap over the whole catalogue against bwrap's bare start-up, per combination
+(f) growth: 3, 6 and 8 namespaces (8, 64 and 256 combinations)
+The last line printed is one JSON object with all figures (matrix_s, floor_s, ratio ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fixtures.native import NativeRuntime  # noqa: E402
+from fixtures.sandbox import Sandbox  # noqa: E402
+
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+REFERENCE = [
+    "unshare",
+    "--uts",
+    "--ipc",
+    "--net",
+    "--pid",
+    "--fork",
+    "--mount",
+    "--mount-proc",
+    "/usr/bin/python3",
+    "-S",
+    "-c",
+    "pass",
+]
+BWRAP_BARE = ["bwrap", "--dev-bind", "/", "/", "--unshare-all", "--", "/usr/bin/python3", "-S", "-c", "pass"]
+SIX = "uts,pid,mnt,ipc,net,user"
+
+
+def wall(cmd: list[str], **kwargs) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - t0
+
+
+def suite(work: Path, name: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall time of a conformance run, and how many results it reported."""
+    report_dir = work / name
+    seconds = wall(
+        [*PYTEST, "-n", "auto", "--report-dir", str(report_dir), *args], cwd=ROOT, env={**os.environ, **(env or {})}
+    )
+    results = json.loads((report_dir / "conformance.json").read_text())["results"]
+    return seconds, len(results)
+
+
+def spread(cmd: list[str], count: int) -> float:
+    """Wall time of `count` runs of `cmd`, as many at once as there are cores."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(lambda _: subprocess.run(cmd, check=True), range(count)))
+    return time.perf_counter() - t0
+
+
+def trivial_pytest(work: Path, items: int) -> float:
+    test = work / "test_trivial.py"
+    test.write_text(
+        f"import pytest\n\n@pytest.mark.parametrize('i', range({items}))\ndef test_item(i):\n    assert i >= 0\n"
+    )
+    return wall([*PYTEST, "-n", "auto", "-c", os.devnull, "--rootdir", str(work), str(test)], cwd=work)
+
+
+def median_ms(fn, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1000
+
+
+def one_sandbox() -> None:
+    Sandbox(NativeRuntime().launch(frozenset(SIX.split(","))), 10).close()
+
+
+def peak_worker_rss_mb(work: Path) -> float:
+    rss_dir = work / "rss"
+    rss_dir.mkdir()
+    suite(work, "rss", "-p", "bench.rss", env={"NSCONFORM_BENCH_RSS_DIR": str(rss_dir)})
+    workers = [int(p.read_text()) for p in rss_dir.iterdir() if p.name.startswith("gw")]
+    return max(workers) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions; growth up to 6 namespaces; no bwrap")
+    quick = parser.parse_args().quick
+    repeat = 10 if quick else 30
+    figures: dict[str, object] = {"quick": quick, "cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="nsc-bench-") as tmp:
+        work = Path(tmp)
+        matrix_s, items = suite(work, "matrix")
+        combos = 64
+        floor_sandboxes = spread(REFERENCE, combos)
+        floor_pytest = trivial_pytest(work, items)
+        figures.update(
+            matrix_s=round(matrix_s, 3),
+            items=items,
+            combinations=combos,
+            floor_sandboxes_s=round(floor_sandboxes, 3),
+            floor_pytest_s=round(floor_pytest, 3),
+        )
+        figures["floor_s"] = round(floor_sandboxes + floor_pytest, 3)
+        figures["ratio"] = round(matrix_s / (floor_sandboxes + floor_pytest), 2)
+        print(
+            f"(a) matrix: {matrix_s:.2f} s for {items} results; (b) floor: {figures['floor_s']} s "
+            f"({floor_sandboxes:.2f} s sandboxes + {floor_pytest:.2f} s pytest); ratio {figures['ratio']}"
+        )
+
+        startup = median_ms(one_sandbox, repeat)
+        reference = median_ms(lambda: subprocess.run(REFERENCE, check=True), repeat)
+        figures.update(
+            startup_ms=round(startup, 1), reference_ms=round(reference, 1), startup_ratio=round(startup / reference, 2)
+        )
+        print(f"(c) one sandbox: {startup:.1f} ms vs reference {reference:.1f} ms ({figures['startup_ratio']}x)")
+
+        figures["peak_worker_rss_mb"] = round(peak_worker_rss_mb(work), 1)
+        print(f"(d) peak worker RSS: {figures['peak_worker_rss_mb']} MB")
+
+        if not quick and shutil.which("bwrap") and (ROOT / "profiles" / "bwrap.toml").exists():
+            bwrap_s, bwrap_items = suite(work, "bwrap", "--runtime", "bwrap")
+            bare = median_ms(lambda: subprocess.run(BWRAP_BARE, check=True), repeat)
+            figures.update(bwrap_matrix_s=round(bwrap_s, 3), bwrap_items=bwrap_items, bwrap_bare_ms=round(bare, 1))
+            print(f"(e) bwrap: {bwrap_s:.2f} s for {bwrap_items} results; bare bwrap start-up {bare:.1f} ms")
+
+        growth = {}
+        for namespaces in ("uts,pid,ipc", SIX, *(() if quick else ("uts,pid,mnt,ipc,net,user,cgroup,time",))):
+            count = 2 ** len(namespaces.split(","))
+            growth[count] = round(suite(work, f"growth{count}", "--namespaces", namespaces)[0], 3)
+        figures["growth_s"] = growth
+        print(f"(f) growth (combinations: seconds): {growth}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

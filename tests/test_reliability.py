@@ -1,0 +1,290 @@
+"""Reliability: no trace on the host, kill safety, timeouts, hostile sandboxes, bad input, determinism."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fixtures import audit, naming, probe, reaper
+from fixtures.sandbox import Launch
+from tests.conftest import ROOT
+
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+
+
+def run_pytest(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*PYTEST, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def outcomes(report_dir: Path) -> dict[str, str]:
+    import json
+
+    doc = json.loads((report_dir / "conformance.json").read_text())
+    return {r["id"]: r["outcome"] for r in doc["results"]}
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["/bin/true"])
+    proc.wait()
+    return proc.pid
+
+
+# -- the audit ----------------------------------------------------------------------------------
+
+
+class LeaveScratchDir:
+    """A plugin that leaves a tagged scratch dir behind, as a buggy fixture would."""
+
+    def __init__(self) -> None:
+        self.path = ""
+
+    def pytest_sessionstart(self) -> None:
+        self.path = naming.scratch_dir("forgotten")
+
+
+def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:
+    """What a session leaves on the host fails it and is listed in the report."""
+    leaver = LeaveScratchDir()
+    try:
+        run = run_suite(
+            "--namespaces", "uts", f"{ROOT}/isolation_checks/uts.py::test_namespace_identity", plugins=(leaver,)
+        )
+    finally:
+        os.rmdir(leaver.path)
+    assert run.ret == pytest.ExitCode.TESTS_FAILED
+    assert Path(leaver.path).name in run.report["host_audit"]["traces"]["scratch"]["added"]
+    assert "the session changed the host" in run.output
+
+
+def test_audit_is_clean_after_a_full_sound_run(run_suite) -> None:
+    """The native runtime's whole default matrix leaves the host exactly as it found it."""
+    run = run_suite(str(ROOT / "isolation_checks"))
+    assert run.ret == pytest.ExitCode.OK, run.output
+    assert run.report["host_audit"]["traces"] == {}
+
+
+def test_no_host_audit_option_turns_it_off(run_suite) -> None:
+    run = run_suite("--namespaces", "uts", "--no-host-audit", f"{ROOT}/isolation_checks/uts.py")
+    assert run.report["host_audit"]["checked"] is False
+    assert "traces" not in run.report["host_audit"]
+
+
+# -- the reaper ---------------------------------------------------------------------------------
+
+
+def test_reaper_removes_only_what_dead_owners_left(tmp_path: Path) -> None:
+    """Objects named after a dead owner are removed; the same objects of a live owner stay."""
+    # 1. make one object of each kind for a dead owner and one scratch dir for this live process
+    # 2. reap; 3. EXPECT the dead owner's gone and ours in place
+    dead = dead_pid()
+    dead_tag = f"{naming.PREFIX}-gw9-{dead}"
+    scratch = Path("/tmp", f"{dead_tag}-scratch-x")
+    scratch.mkdir(mode=0o700)
+    (scratch / "inner").mkdir()
+    probe.libc().mount(b"tmpfs", str(scratch / "inner").encode(), b"tmpfs", 0, None)
+    shm = Path("/dev/shm", f"{dead_tag}-shm")
+    shm.write_text("")
+    key = naming.IPC_KEY_TAG << 24 | (dead & 0x3FFFFF) << 2
+    ident = probe.ipc_create("shm", key)
+    sleeper = subprocess.Popen(
+        ["/usr/bin/python3", "-I", "-S", "-c", "import sys; sys.stdin.read()", dead_tag], stdin=subprocess.PIPE
+    )
+    live = naming.scratch_dir("live")
+    try:
+        reaped = reaper.reap()
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL
+        assert not scratch.exists() and not shm.exists()
+        assert key not in {k for k, _ in probe.sysvipc()["shm"]}
+        assert Path(live).is_dir()
+        assert not any(str(scratch) in row[2] for row in probe.mountinfo())
+        assert len(reaped) >= 5, reaped
+    finally:
+        os.rmdir(live)
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
+        if key in {k for k, _ in probe.sysvipc()["shm"]}:
+            probe.ipc_remove("shm", ident)
+
+
+def test_sigkill_mid_run_then_rerun_leaves_the_host_as_before(tmp_path: Path) -> None:
+    """A run SIGKILLed while its sandboxes live leaves nothing that the next run does not reap."""
+    # 1. snapshot; 2. start a run whose first check hangs, learn from a FIFO that a sandbox lives
+    # 3. SIGKILL the whole run (controller and workers); 4. run again; 5. EXPECT the snapshot unchanged
+    before = audit.snapshot()
+    fifo = tmp_path / "killpoint"
+    os.mkfifo(fifo)
+    run = subprocess.Popen(
+        [
+            *PYTEST,
+            "-p",
+            "tests.killpoint",
+            "-n",
+            "2",
+            "--namespaces",
+            "uts,pid,ipc,mnt",
+            "--report-dir",
+            str(tmp_path / "killed"),
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        env={**os.environ, "NSCONFORM_KILLPOINT": str(fifo)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with open(fifo) as announcements:
+            _, sandbox_pid = map(int, announcements.readline().split())
+        assert psutil.pid_exists(sandbox_pid)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    rerun = run_pytest("--namespaces", "uts", "--report-dir", str(tmp_path / "rerun"))
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert not psutil.pid_exists(sandbox_pid) or psutil.Process(sandbox_pid).status() == psutil.STATUS_ZOMBIE
+    traces, _ = audit.split_runtime_findings(audit.difference(before, audit.snapshot()))
+    assert traces == {}
+
+
+def test_a_killed_worker_does_not_leave_its_sandbox(tmp_path: Path) -> None:
+    """SIGKILL of one xdist worker mid-check: its sandbox dies with it and the session's audit is clean."""
+    fifo = tmp_path / "killpoint"
+    os.mkfifo(fifo)
+    run = subprocess.Popen(
+        [*PYTEST, "-p", "tests.killpoint", "-n", "2", "--namespaces", "uts,pid", "--report-dir", str(tmp_path / "r")],
+        cwd=ROOT,
+        env={**os.environ, "NSCONFORM_KILLPOINT": str(fifo)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        with open(fifo) as announcements:
+            worker_pid, sandbox_pid = map(int, announcements.readline().split())
+            os.kill(worker_pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(sandbox_pid).wait(timeout=30)  # the probe dies with its worker
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        output = run.communicate()[0]
+        run.wait()
+    assert not psutil.pid_exists(sandbox_pid), output[-2000:]
+
+
+# -- timeouts and hostile sandboxes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptRuntime:
+    """A 'runtime' whose sandbox is a shell script instead of the probe: hostile or broken."""
+
+    script: str
+    name: str = "hostile"
+    profile: str | None = None
+    isolates: frozenset[str] | None = None
+    any_combination: bool = True
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def launch(self, combination: frozenset[str]) -> Launch:
+        return Launch(argv=["/bin/sh", "-c", self.script, naming.tag()], code="", claimed=combination)
+
+
+HOSTILE = {
+    "hangs": ("exec sleep 600", "did not answer within 1 s"),
+    # Whether sh has closed the pipe before the harness writes to it is a race: both are right.
+    "never_reads": ("exec sleep 600 </dev/null", "closed its input|did not answer within 1 s"),
+    "exits": ("exit 3", "exited without answering"),
+    "garbage": ("echo 'rm -rf /'; exec cat >/dev/null", "not JSON"),
+    "megabytes": ("head -c 3000000 /dev/zero | tr '\\0' a; exec cat >/dev/null", "longer than"),
+    "not_an_object": ("echo '[1]'; exec cat >/dev/null", "not an object"),
+    "no_identity": ('echo \'{"hello": {"ns": {}}}\'; exec cat >/dev/null', "not a complete hello"),
+    "bad_answers": (
+        'echo \'{"hello": {"host_pid": \'$$\', "ns": {"uts": [1, 2]}, '
+        '"identity": {"pid": 1, "ppid": 0, "uid": 0, "gid": 0}}}\'; '
+        "while read -r l; do echo '{\"ok\": 7}'; done",
+        "reported another uts namespace",
+    ),
+}
+
+
+@pytest.mark.parametrize("behaviour", sorted(HOSTILE))
+def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite) -> None:
+    """A sandbox that hangs, dies or talks garbage yields `error` results with the reason, and the run goes on."""
+    script, reason = HOSTILE[behaviour]
+    timeout = "1" if "within 1 s" in reason else "10"  # the hanging ones time out; the rest must not
+    run = run_suite(
+        "--namespaces",
+        "uts",
+        "--probe-timeout",
+        timeout,
+        f"{ROOT}/isolation_checks/uts.py",
+        runtime=ScriptRuntime(script),
+    )
+    results = run.report["results"]
+    assert results and {r["outcome"] for r in results} == {"error"}, run.output
+    assert all(re.search(reason, r["reason"]) for r in results), [r["reason"] for r in results]
+    assert run.verdicts()["uts"] == "error"
+    assert run.report["host_audit"]["traces"] == {}
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+BAD_INPUT = [
+    (["--namespaces", "uts,bogus"], "unknown namespace bogus"),
+    (["--namespaces", ""], "--namespaces is empty"),
+    (["--namespaces", ","], "--namespaces is empty"),
+    (["--combinations", "declared"], "needs a runtime profile"),
+    (["--probe-timeout", "0"], "--probe-timeout must be positive"),
+    (["--runtime", "no-such-runtime"], "no-such-runtime"),
+    (["--baseline", "/nonexistent/conformance.json"], "--baseline"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) or "empty" for a, _ in BAD_INPUT])
+def test_bad_input_is_a_clear_usage_error(args: list[str], message: str, tmp_path: Path) -> None:
+    """Each bad option stops the run before anything starts, with a message naming the problem."""
+    done = run_pytest(*args, "--report-dir", str(tmp_path / "r"))
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+# -- determinism ----------------------------------------------------------------------------------
+
+
+def test_serial_and_parallel_runs_agree(tmp_path: Path) -> None:
+    """Repeated runs, serial and with -n 2, give identical outcomes for every result."""
+    runs = {}
+    for name, extra in (("serial1", []), ("serial2", []), ("xdist1", ["-n", "2"]), ("xdist2", ["-n", "2"])):
+        done = run_pytest("--namespaces", "uts,pid,ipc", "--report-dir", str(tmp_path / name), *extra)
+        assert done.returncode == 0, done.stdout[-3000:]
+        runs[name] = outcomes(tmp_path / name)
+    first = runs.pop("serial1")
+    assert len(first) > 70
+    for name, seen in runs.items():
+        assert seen == first, name
+
+
+def test_scratch_dirs_are_private_and_unpredictable() -> None:
+    a, b = naming.scratch_dir("t"), naming.scratch_dir("t")
+    try:
+        assert os.stat(a).st_mode & 0o777 == 0o700
+        assert a != b and Path(a).name.startswith(naming.tag())
+    finally:
+        os.rmdir(a)
+        os.rmdir(b)

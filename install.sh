@@ -21,6 +21,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# The unshare profile maps root of a new user namespace to 100000-165535 with newuidmap/newgidmap,
+# which allow only ranges listed for the caller in /etc/subuid and /etc/subgid (added if root has none).
+for ids in /etc/subuid /etc/subgid; do
+  grep -q '^root:' "$ids" 2>/dev/null || echo 'root:100000:65536' >> "$ids"
+done
+
 # The unprivileged user the project's tests run the suite as, to show rootless mode (tests/test_rootless.py).
 if ! getent passwd nsconform >/dev/null; then
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nsconform

@@ -8,11 +8,10 @@ import pytest
 
 from fixtures import mounts, naming
 from fixtures.catalogue import Verdict, guarantee
+from fixtures.declared import Expect
 from fixtures.host import Host
 from fixtures.mounts import MountScratch
-from fixtures.runtimes import declared
 from fixtures.sandbox import Sandbox
-from fixtures.settings import Settings
 
 
 @guarantee("mnt", "any")
@@ -139,7 +138,7 @@ def test_mount_inside_does_not_propagate(sandbox: Sandbox, host: Host, verdict: 
 
 @guarantee("mnt", "isolated", rootful=True)
 def test_host_mount_does_not_propagate(
-    sandbox: Sandbox, host: Host, verdict: Verdict, scratch: MountScratch, nsconform_settings: Settings
+    sandbox: Sandbox, host: Host, verdict: Verdict, scratch: MountScratch, declared: Expect
 ) -> None:
     """A mount the host makes under its shared mount point after the start is not seen inside (unless the
     runtime declares slave propagation, when it must be)."""
@@ -147,7 +146,7 @@ def test_host_mount_does_not_propagate(
     # 3. EXPECT it absent inside, or present where the runtime declares `propagation = "slave"`
     verdict.require_own_namespace("mnt", sandbox, host)
     require_visible_inside(scratch.shared, sandbox)
-    slave = declared(nsconform_settings.runtime, "propagation") == "slave"
+    slave = declared.propagation == "slave"
     with mounts.subdir(scratch.shared) as target, mounts.tmpfs_on(target) as source:
         seen = source in mounts.sources(sandbox.probe("mountinfo"))
         verdict.expect(

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable, Sequence
 
 import psutil
 import pytest
 
 from fixtures.catalogue import Verdict, guarantee
+from fixtures.declared import Expect
 from fixtures.host import Host
-from fixtures.runtimes import declared
 from fixtures.sandbox import Sandbox
-from fixtures.settings import Settings
-
-IdMap = list[list[int]]
 
 
 @guarantee("user", "any")
@@ -23,7 +21,7 @@ def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> N
     verdict.identity("user", sandbox, host)
 
 
-def outside_id(inside: int, id_map: IdMap) -> int | None:
+def outside_id(inside: int, id_map: Iterable[Sequence[int]]) -> int | None:
     """The host id that `inside` maps to under `id_map` (lines: inside, outside, count), or None."""
     for first, outside, count in id_map:
         if first <= inside < first + count:
@@ -39,19 +37,19 @@ def require_root_inside(sandbox: Sandbox) -> dict:
 
 
 @guarantee("user", "isolated")
-def test_id_maps_as_declared(sandbox: Sandbox, verdict: Verdict, nsconform_settings: Settings) -> None:
-    """uid_map and gid_map inside are exactly the ones the runtime declares."""
-    maps = sandbox.probe("id_maps")
-    runtime = nsconform_settings.runtime
-    wanted = {name: declared(runtime, name) for name in ("uid_map", "gid_map")}
-    if wanted == {"uid_map": None, "gid_map": None}:
-        pytest.skip(f"runtime {runtime.name} declares no uid_map or gid_map (a profile's [expect] table)")
+def test_id_maps_as_declared(sandbox: Sandbox, host: Host, verdict: Verdict, declared: Expect) -> None:
+    """The sandbox's uid_map and gid_map, read inside, are exactly the lines its runtime declares."""
+    wanted = {"uid_map": declared.uid_map, "gid_map": declared.gid_map}
+    if all(lines is None for lines in wanted.values()):
+        pytest.skip("the runtime declares no id maps ([expect] uid_map, gid_map)")
+    verdict.require_own_namespace("user", sandbox, host)
+    seen = sandbox.probe("id_maps")
     for name, lines in wanted.items():
         if lines is not None:
             verdict.expect(
-                maps[name] == [list(line) for line in lines],
-                f"{name} inside is not the one the runtime declares",
-                **{f"{name} inside": maps[name], f"{name} declared": lines},
+                seen[name] == [list(line) for line in lines],
+                f"the sandbox's {name} is not the one its runtime declares",
+                **{f"{name} inside": seen[name], f"{name} declared": [list(line) for line in lines]},
             )
 
 
@@ -70,16 +68,15 @@ def test_root_is_not_host_root(sandbox: Sandbox, verdict: Verdict) -> None:
 
 
 @guarantee("user", "isolated")
-def test_file_owner_mapped(sandbox: Sandbox, host: Host, verdict: Verdict, nsconform_settings: Settings) -> None:
+def test_file_owner_mapped(sandbox: Sandbox, host: Host, verdict: Verdict, declared: Expect) -> None:
     """A file root creates inside is owned on the host by the uid and gid that root maps to, never by root."""
     # 1. a scratch dir on the host given to the probe's host uid (removed after)
     # 2. root inside creates a file there; 3. EXPECT its host owner to be root's mapped ids (as the
     #    runtime declares them, else as uid_map/gid_map inside say), and not uid 0
     ident = require_root_inside(sandbox)
     maps = sandbox.probe("id_maps")
-    runtime = nsconform_settings.runtime
-    uid_map = declared(runtime, "uid_map") or maps["uid_map"]
-    gid_map = declared(runtime, "gid_map") or maps["gid_map"]
+    uid_map = declared.uid_map or maps["uid_map"]
+    gid_map = declared.gid_map or maps["gid_map"]
     mapped = (outside_id(ident["uid"], uid_map), outside_id(ident["gid"], gid_map))
     process = psutil.Process(sandbox.pid)
     with host.scratch_dir("owner", owner=(process.uids().effective, process.gids().effective)) as parent:

@@ -6,6 +6,7 @@ import pytest
 
 from fixtures import naming
 from fixtures.catalogue import Verdict, guarantee
+from fixtures.declared import Expect
 from fixtures.host import Host
 from fixtures.sandbox import Sandbox
 
@@ -64,3 +65,18 @@ def test_names_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
             f"the sandbox's {field} differs from the host's",
             **{f"{field} inside": inside[field], f"{field} on host": outside[field]},
         )
+
+
+@guarantee("uts", "isolated")
+def test_hostname_as_declared(sandbox: Sandbox, host: Host, verdict: Verdict, declared: Expect) -> None:
+    """The sandbox starts with the hostname its runtime declares (a profile's [expect] hostname)."""
+    if declared.hostname is None:
+        pytest.skip("the runtime declares no hostname ([expect] hostname)")
+    verdict.require_own_namespace("uts", sandbox, host)
+    at_start = sandbox.hello["uts"]["hostname"]  # before any check renamed it
+    verdict.expect(
+        at_start == declared.hostname,
+        "the sandbox's hostname is not the one its runtime declares",
+        hostname_at_start=at_start,
+        hostname_declared=declared.hostname,
+    )

@@ -64,7 +64,7 @@ def run_suite(pytester: pytest.Pytester):
         )
         path = report_dir / "conformance.json"
         report = json.loads(path.read_text()) if path.exists() else {}
-        return SuiteRun(ret=result.ret, report=report, output=str(result.stdout))
+        return SuiteRun(ret=result.ret, report=report, output=f"{result.stdout}\n{result.stderr}")
 
     return run
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from fixtures.declared import Expect
 from fixtures.native import NativeRuntime
 from tests.conftest import check_node
 
@@ -15,8 +16,8 @@ class SlaveNative(NativeRuntime):
     """The native runtime, declaring (as a profile's `[expect] propagation = "slave"` would) slave propagation."""
 
     @property
-    def expect(self) -> dict[str, object]:
-        return {**super().expect, "propagation": "slave"}
+    def expect(self) -> Expect:
+        return replace(super().expect, propagation="slave")
 
 
 def test_declared_slave_propagation_holds(run_suite) -> None:

@@ -1,0 +1,46 @@
+"""Cgroup namespace: /proc/self/cgroup shows the sandbox's cgroups relative to its namespace root."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.catalogue import Verdict, guarantee
+from fixtures.host import Host
+from fixtures.sandbox import Sandbox
+
+
+@guarantee("cgroup", "any")
+def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox has a cgroup namespace of its own exactly when cgroup is isolated."""
+    verdict.identity("cgroup", sandbox, host)
+
+
+@guarantee("cgroup", "isolated")
+def test_namespace_root(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Inside, /proc/self/cgroup shows the sandbox's cgroups as the namespace root `/`, not their host paths."""
+    # 1. the host reads the probe's cgroups with their host paths; 2. the probe reads its own
+    # 3. EXPECT every path inside to be `/` (a runtime that moves the sandbox after making its namespace
+    #    shows `/..`-relative paths, which leak where it sits on the host)
+    outside = host.probe("cgroups", pid=sandbox.pid)
+    if all(path == "/" for _, _, path in outside):
+        pytest.skip("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")
+    inside = sandbox.probe("cgroups")
+    verdict.expect(
+        all(path == "/" for _, _, path in inside),
+        "/proc/self/cgroup inside shows paths above the namespace root",
+        cgroups_inside=inside,
+        cgroups_on_host=outside,
+    )
+
+
+@guarantee("cgroup", "shared")
+def test_paths_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """With cgroup shared, the sandbox sees its cgroups under the same paths as the host does (observed only)."""
+    outside = host.probe("cgroups", pid=sandbox.pid)
+    inside = sandbox.probe("cgroups")
+    verdict.expect(
+        inside == outside,
+        "/proc/self/cgroup inside differs from the host's view of the same process",
+        cgroups_inside=inside,
+        cgroups_on_host=outside,
+    )

@@ -1,0 +1,200 @@
+"""Network namespace: links, the loopback's port space, abstract unix sockets, net sysctls, and a veth on demand."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from fixtures import naming
+from fixtures.catalogue import Verdict, guarantee
+from fixtures.host import Host
+from fixtures.namespaces import Combination
+from fixtures.sandbox import Sandbox, SandboxFactory
+
+if TYPE_CHECKING:  # fixtures.veth imports pyroute2 (~0.1 s): only the checks that make a veth load it
+    from fixtures.veth import Veth
+
+LOOPBACK = "127.0.0.1"
+SYSCTL = "net.ipv4.ip_forward"
+
+
+def own_link(name: str) -> bool:
+    """A link the harness itself made (a veth of fixtures.veth), not one of the sandbox's own."""
+    return naming.owner_of(name) is not None
+
+
+def errno_name(e: OSError) -> str:
+    return errno.errorcode.get(e.errno or 0, str(e.errno))
+
+
+@guarantee("net", "any")
+def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox has a network namespace of its own exactly when network is isolated."""
+    verdict.identity("net", sandbox, host)
+
+
+@guarantee("net", "isolated")
+def test_only_loopback(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox's new network namespace holds only the loopback link (besides veths the harness adds)."""
+    inside = sandbox.probe("links")
+    names = sorted(name for _, name, _ in inside if not own_link(name))
+    verdict.expect(names == ["lo"], "the sandbox's network namespace holds links besides lo", links_inside=inside)
+
+
+@guarantee("net", "isolated")
+def test_host_links_invisible(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """None of the host's links (same name, ifindex and hardware address; lo aside) is visible inside."""
+    outside = [link for link in host.probe("links") if link[1] != "lo"]
+    inside = sandbox.probe("links")
+    seen = [link for link in outside if link in inside]
+    verdict.expect(not seen, "host links are visible inside", host_links_seen_inside=seen, links_inside=inside)
+
+
+@guarantee("net", "shared")
+def test_host_links_visible(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """With network shared, the sandbox sees the host's links under the same names and ifindexes (observed only)."""
+    # links that exist on the host both before and after the look inside must be seen inside
+    # (others may be the short-lived veths of parallel workers)
+    before = host.probe("links")
+    inside = sandbox.probe("links")
+    stable = [link for link in host.probe("links") if link in before]
+    missing = [link for link in stable if link not in inside]
+    verdict.expect(not missing, "host links are missing inside", host_links_missing_inside=missing, links_inside=inside)
+
+
+@guarantee("net", "isolated")
+def test_loopback_port_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """A TCP port the host holds on 127.0.0.1 is free inside: binding it there succeeds too."""
+    # 1. the host listens on a free port of its loopback (closed after); 2. the probe binds the same port
+    with host.listener(LOOPBACK) as held:
+        try:
+            bound = sandbox.probe("tcp_bind", address=LOOPBACK, port=held.port)
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                pytest.skip(f"{LOOPBACK} is no address inside (EADDRNOTAVAIL): the sandbox's lo is down")
+            verdict.expect(
+                False,
+                "a TCP port the host holds on 127.0.0.1 cannot be bound inside",
+                port=held.port,
+                bind=errno_name(e),
+            )
+        else:
+            verdict.note(port=held.port, bound_inside=bound)
+
+
+def expect_unreachable(
+    what: str, address: str, port: int | None, sandbox: Sandbox, host: Host, verdict: Verdict
+) -> None:
+    """EXPECT a host listener at `address`:`port` (port None: a unix socket) not to answer the probe."""
+    # 1. the host listens (closed after) and answers every connection with a token
+    # 2. the probe connects from inside; EXPECT it fails, and in any case not with the host's token back
+    token = naming.unique("reply")
+    with host.listener(address, port, reply=token) as listening:
+        try:
+            reply = sandbox.probe("connect", address=address, port=listening.port, send="hello", timeout=2.0)
+        except OSError as e:
+            verdict.note(connect=errno_name(e))
+        else:
+            verdict.expect(
+                reply != token,
+                f"{what} is reachable from inside: it answered the probe",
+                address=address,
+                port=listening.port,
+                reply=reply,
+            )
+
+
+@guarantee("net", "isolated")
+def test_host_loopback_unreachable(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """A TCP listener on the host's 127.0.0.1 cannot be reached from inside."""
+    expect_unreachable("a listener on the host's loopback", LOOPBACK, 0, sandbox, host, verdict)
+
+
+@guarantee("net", "isolated")
+def test_host_abstract_socket_unreachable(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """An abstract unix socket bound on the host cannot be reached from inside (the class of CVE-2020-15257)."""
+    expect_unreachable(
+        "an abstract unix socket of the host", "@" + naming.unique("abstract"), None, sandbox, host, verdict
+    )
+
+
+@guarantee("net", "isolated")
+def test_sysctl_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """A net sysctl (net.ipv4.ip_forward) changed inside leaves the host's value unchanged."""
+    # 1. ASSERT an own network namespace, so that the write stays inside it
+    # 2. flip the sysctl inside and read it back inside; 3. EXPECT the host's value unchanged; 4. restore inside
+    verdict.require_own_namespace("net", sandbox, host)
+    before = host.probe("sysctl", name=SYSCTL)
+    value = "0" if sandbox.probe("sysctl", name=SYSCTL) == "1" else "1"
+    try:
+        previous = sandbox.probe("set_sysctl", name=SYSCTL, value=value)
+    except OSError as e:
+        pytest.skip(f"the sandbox may not write {SYSCTL} ({errno_name(e)}): only the namespace identity is evidence")
+    try:
+        verdict.require(sandbox.probe("sysctl", name=SYSCTL) == value, f"{SYSCTL} set inside did not take inside")
+        after = host.probe("sysctl", name=SYSCTL)
+        verdict.expect(
+            after == before,
+            f"{SYSCTL} set inside the sandbox changed the host's",
+            set_inside=value,
+            host_before=before,
+            host_after=after,
+        )
+    finally:
+        sandbox.probe("set_sysctl", name=SYSCTL, value=previous)
+
+
+@guarantee("net", "isolated", rootful=True)
+def test_veth_carries_tcp(sandbox: Sandbox, host: Host, verdict: Verdict, veth: Callable[[Sandbox], Veth]) -> None:
+    """A veth pair moved into the sandbox carries TCP between the host and the sandbox, both ways."""
+    # 1. ASSERT an own network namespace (the fixture refuses the host's); 2. a veth pair, its peer inside
+    # 3. the host listens on its end's address; the probe connects from inside and sends a token
+    # 4. EXPECT the host got the probe's token and the probe the host's
+    verdict.require_own_namespace("net", sandbox, host)
+    pair = veth(sandbox)
+    sent, answer = naming.unique("to-host"), naming.unique("to-sandbox")
+    with host.listener(pair.host_address, reply=answer) as listening:
+        try:
+            reply = sandbox.probe(
+                "connect", address=pair.host_address, port=listening.port, send=sent, timeout=sandbox.timeout / 2
+            )
+        except OSError as e:
+            reply = f"connect failed: {errno_name(e)}"
+    verdict.note(veth=pair.host_name, host_address=pair.host_address, sandbox_address=pair.peer_address)
+    verdict.expect(
+        listening.received == [sent], "the host did not get the sandbox's data", host_received=listening.received
+    )
+    verdict.expect(reply == answer, "the sandbox did not get the host's data", sandbox_received=reply)
+
+
+@guarantee("net", "isolated", rootful=True)
+def test_veth_vanishes_with_sandbox(
+    combination: Combination,
+    sandbox_factory: SandboxFactory,
+    host: Host,
+    verdict: Verdict,
+    veth: Callable[[Sandbox], Veth],
+) -> None:
+    """When the sandbox ends, its network namespace ends with it: a veth moved inside vanishes from the host."""
+    # 1. a fresh sandbox of this combination, with a veth pair; 2. watch the host's links, end the sandbox
+    # 3. EXPECT no process left in its network namespace, and the host's end of the pair deleted by the kernel
+    from fixtures.veth import LinkEvents, deleted
+
+    box = sandbox_factory(combination)
+    verdict.require_own_namespace("net", box, host)
+    pair = veth(box)
+    with LinkEvents() as events:
+        box.end()
+        holders = box.ns_members("net")
+        verdict.require(
+            not holders,
+            "processes of the sandbox outlived it in its network namespace",
+            holders=[p.pid for p in holders],
+        )
+        gone = events.wait(pair.host_index, deleted, box.timeout)
+    verdict.expect(
+        gone, f"the sandbox's veth is still on the host {box.timeout:g} s after the sandbox ended", veth=pair.host_name
+    )

@@ -1,0 +1,133 @@
+"""Reports of real runs: the baseline gate, usage errors at start, and xdist (only the controller writes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from fixtures.native import NativeRuntime
+from reports.results import label
+from reports.writing import VIEWS
+from tests.chromium import dump_dom
+from tests.conftest import ROOT, check_node
+
+LEAKY_UTS = NativeRuntime(omit=frozenset({"uts"}))
+SUITE = str(ROOT / "isolation_checks")
+
+
+def saved(pytester: pytest.Pytester, name: str) -> Path:
+    """The last run's conformance.json, kept as `name` (a baseline for the next run)."""
+    return Path(shutil.copy(pytester.path / "reports" / "conformance.json", pytester.path / name))
+
+
+def test_leaky_runtime_against_sound_baseline_fails_and_names_regressions(run_suite, pytester) -> None:
+    """Every uts result of a combination claiming uts regresses on a runtime that omits uts; the
+    session fails, and each regression is named in the terminal, summary.md and conformance.json."""
+    sound = run_suite("--namespaces", "uts,ipc", SUITE)
+    assert set(VIEWS) <= {p.name for p in (pytester.path / "reports").iterdir()}
+    baseline = saved(pytester, "sound.json")
+    leaky = run_suite("--namespaces", "uts,ipc", "--baseline", str(baseline), SUITE, runtime=LEAKY_UTS)
+    expected = {
+        label(r)
+        for r in sound.report["results"]
+        if r["namespace"] == "uts" and "uts" in r["combination"] and r["outcome"] == "passed"
+    }
+    regressed = {label(c) for c in leaky.report["baseline"]["regressions"]}
+    assert leaky.ret != 0
+    assert expected and regressed == expected
+    assert "uts.hostname_private[uts]" in regressed
+    summary = (pytester.path / "reports" / "summary.md").read_text()
+    assert f"{len(regressed)} regressions" in summary
+    for name in regressed:
+        assert f"`{name}`" in summary
+        assert f"REGRESSED {name}: passed -> failed" in leaky.output
+    assert f"{len(regressed)} regressions, 0 improvements: the session fails" in leaky.output
+
+
+def test_missing_result_fails_the_session_though_every_test_passed(run_suite, pytester) -> None:
+    """Running less than the baseline ran: what is missing is a regression, and the session fails."""
+    run_suite("--namespaces", "uts", SUITE)
+    baseline = saved(pytester, "full.json")
+    partial = run_suite("--namespaces", "uts", "--baseline", str(baseline), check_node("uts.hostname_private", "uts"))
+    assert partial.outcomes("uts.hostname_private") == {"uts": "passed"}
+    assert "1 passed" in partial.output
+    assert partial.ret == pytest.ExitCode.TESTS_FAILED
+    missing = {label(c) for c in partial.report["baseline"]["regressions"] if c["now"] == "missing"}
+    assert "uts.names_shared[none]" in missing and "uts.hostname_private[uts]" not in missing
+    assert "REGRESSED uts.names_shared[none]: passed -> missing" in partial.output
+
+
+def test_fixed_runtime_lists_improvements_and_passes(run_suite, pytester) -> None:
+    run_suite("--namespaces", "uts", SUITE, runtime=LEAKY_UTS)
+    baseline = saved(pytester, "leaky.json")
+    fixed = run_suite("--namespaces", "uts", "--baseline", str(baseline), SUITE)
+    improved = {label(c) for c in fixed.report["baseline"]["improvements"]}
+    assert fixed.ret == 0, fixed.output
+    assert "uts.hostname_private[uts]" in improved and not fixed.report["baseline"]["regressions"]
+    assert "IMPROVED uts.hostname_private[uts]: failed -> passed" in fixed.output
+    assert "0 regressions" in (pytester.path / "reports" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"schema": "other/2", "results": []}', "schema 'other/2', not 'nsconform/1'"),
+        ("{not json", "not JSON"),
+        ('{"schema": "nsconform/1", "results": [{"check": 1}]}', "`results` is not a list of results"),
+    ],
+)
+def test_bad_baseline_is_a_usage_error_at_start(run_suite, pytester, content: str, message: str) -> None:
+    path = pytester.path / "baseline.json"
+    path.write_text(content)
+    run = run_suite("--namespaces", "uts", "--baseline", str(path))
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--baseline {path}: " in run.output and message in run.output
+    assert run.report == {} and "passed" not in run.output
+
+
+def test_unwritable_report_dir_is_a_usage_error_at_start(run_suite, pytester) -> None:
+    """Reports under a regular file cannot be written: said at start, before any sandbox runs."""
+    blocker = pytester.path / "a-file"
+    blocker.write_text("")
+    run = run_suite("--namespaces", "uts", "--report-dir", str(blocker / "reports"))
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--report-dir {blocker / 'reports'}: {blocker} is not a directory" in run.output
+    assert "passed" not in run.output
+
+
+def test_xdist_run_writes_every_report_from_the_controller_only(tmp_path: Path) -> None:
+    """A real `-n 2` run: both workers run checks, the controller alone writes the four reports (each
+    once, no temporary file left), they hold every result, and Chromium shows every check's name."""
+    out, log = tmp_path / "reports", tmp_path / "writes.log"
+    command = [sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider", "-p", "tests.writespy"]
+    command += ["--namespaces", "uts,pid", "--combinations", "singles", "--report-dir", str(out)]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "NSCONFORM_WRITE_LOG": str(log)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "[gw0]" in output and "[gw1]" in output
+    writes = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(name for _, name in writes) == sorted(VIEWS)
+    assert {int(pid) for pid, _ in writes} == {process.pid}
+    assert sorted(p.name for p in out.iterdir()) == sorted(VIEWS)
+    report = json.loads((out / "conformance.json").read_text())
+    ran = [line for line in output.splitlines() if " PASSED " in line or " SKIPPED " in line]
+    assert len(report["results"]) == len(ran) > 0
+    cases = ET.parse(out / "junit.xml").getroot().findall("./testsuite/testcase")
+    assert len(cases) == len(report["results"])
+    dom = dump_dom(out / "conformance.html")
+    for check in {r["check"] for r in report["results"]}:
+        assert check in dom

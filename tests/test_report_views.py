@@ -1,0 +1,297 @@
+"""The views of a report (junit.xml, summary.md, conformance.html), rendered from recorded data.
+
+tests/data/conformance.json is a real run of a leaky native runtime into which hostile strings were
+put (a hostname with <script>, evidence closing a script block, quotes, backticks, control
+characters, a lone surrogate): every view must show them as text, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.namespaces import combo_id
+from reports import htmlreport, junit, summary
+from reports.baseline import Baseline
+from reports.conformance import load_report
+from reports.page import COLOURS
+from reports.results import Result, label
+from reports.writing import VIEWS, write_atomic, write_reports
+from tests import png
+from tests.chromium import dump_dom, screenshot
+from tests.reportdata import HOSTILE, RECORDED, recorded
+
+GITHUB_SUMMARY_LIMIT = 1 << 20
+
+
+class Tags(HTMLParser):
+    """Every element of a page, and the text of its script elements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse(page: str) -> Tags:
+    tags = Tags()
+    tags.feed(page)
+    return tags
+
+
+def test_recorded_report_is_hostile_and_valid() -> None:
+    """The fixture is a valid report that carries every hostile string the views are tested with."""
+    doc = load_report(RECORDED)
+    text = RECORDED.read_text()
+    assert all(s in json.dumps(doc) or s in text for s in HOSTILE)
+    assert {r["outcome"] for r in doc["results"]} == {"passed", "failed", "error", "skipped"}
+
+
+# -- junit.xml --------------------------------------------------------------------------------
+
+
+def test_junit_has_one_case_per_result_with_evidence() -> None:
+    doc = recorded()
+    root = ET.fromstring(junit.render(doc).encode())
+    cases = root.findall("./testsuite/testcase")
+    assert [c.get("name") for c in cases] == [label(r) for r in doc["results"]]
+    assert root.get("tests") == str(len(doc["results"]))
+    for case, r in zip(cases, doc["results"], strict=True):
+        assert case.get("classname") == f"nsconform.{r['namespace']}"
+        tag = {"failed": "failure", "error": "error", "skipped": "skipped"}.get(r["outcome"])
+        assert [child.tag for child in case] == ([tag] if tag else [])
+        if r["outcome"] in ("failed", "error"):
+            body = case[0].text or ""
+            assert r["reason"].split("\n")[0] in body
+            assert all(key in body for key in r["evidence"])
+    assert int(root.get("failures")) == sum(r["outcome"] == "failed" for r in doc["results"])
+    assert int(root.get("errors")) == 1 and int(root.get("skipped")) == 1
+
+
+def test_junit_escapes_what_xml_cannot_carry() -> None:
+    """Control characters and a lone surrogate in evidence become escapes; the hostname stays text."""
+    doc = recorded()
+    text = junit.render(doc)
+    root = ET.fromstring(text.encode())
+    assert root.find("./testsuite").get("hostname") == doc["host"]["hostname"]
+    failure = next(c for c in root.iter("testcase") if c.get("name") == "uts.hostname_private[uts]")[0]
+    assert "\\u001b[31mred" in failure.text and '"\\ud800"' in failure.text
+    assert "</script><script>alert(2)</script>" in failure.text  # as text, inside the element
+    assert "<script>" not in text
+
+
+def test_junit_lists_baseline_regressions_as_failures() -> None:
+    """A regression that is a missing result still shows up in CI's test view."""
+    doc = recorded()
+    baseline = Baseline(Path("base.json"), {("uts.gone", "uts"): gone_result()})
+    doc["baseline"] = baseline.compare([]).to_json()
+    root = ET.fromstring(junit.render(doc).encode())
+    gate = root.find("./testsuite[@name='nsconform baseline']")
+    assert [c.get("name") for c in gate] == ["uts.gone[uts]"]
+    assert "now missing" in gate[0][0].get("message")
+
+
+def gone_result() -> dict[str, Any]:
+    return {"check": "uts.gone", "combination": ["uts"], "outcome": "passed", "reason": ""}
+
+
+# -- summary.md -------------------------------------------------------------------------------
+
+
+FENCED = re.compile(r"^(`{3,})text\n.*?^\1$", re.S | re.M)
+ALLOWED_TAGS = {"<details>", "<summary>", "</summary>", "</details>"}
+
+
+def test_summary_has_verdicts_failures_and_host() -> None:
+    doc = recorded()
+    text = summary.render(doc)
+    for ns, entry in doc["summary"].items():
+        assert f"| `{ns}` | " in text and entry["verdict"] in text
+    for r in doc["results"]:
+        if r["outcome"] in ("failed", "error"):
+            assert f"[{combo_id(r['combination'])}] {r['outcome']}" in text
+            assert f"`{r['check']}`" in text
+    assert "## ⏭️ Skipped (1)" in text and "runtime &lt;x&gt;: not installed" in text
+    assert "Host facts" in text and doc["host"]["kernel"] in text
+
+
+def test_summary_shows_hostile_text_as_text() -> None:
+    """Outside code blocks, the only HTML is the summary's own <details>; hostile text is escaped."""
+    text = summary.render(recorded())
+    outside = FENCED.sub("", text)
+    assert set(re.findall(r"</?[a-zA-Z][^>]*>", outside)) <= ALLOWED_TAGS
+    assert 'evil&lt;script&gt;alert("host")&lt;/script&gt;&amp;\'"\\|\\`x\\`' in text
+    # evidence with ``` inside gets a longer fence, so that it cannot end its block early
+    assert "````text\n" in text and 'h```i</details>"' in text
+
+
+def test_summary_stays_within_a_job_summary_limit() -> None:
+    """Thousands of failures with long evidence: the summary lists some, counts the rest, stays bounded."""
+    doc = recorded()
+    template = next(r for r in doc["results"] if r["check"] == "uts.hostname_private")
+    many = []
+    for i in range(20000):
+        r = json.loads(json.dumps(template))
+        r["check"] = f"uts.check_{i % 400}"
+        r["combination"] = [f"c{i}"]
+        r["reason"] = "x" * 5000
+        r["evidence"] = {f"k{j}": "y" * 400 for j in range(40)}
+        many.append(r)
+    doc["results"] = many
+    doc["baseline"] = (
+        Baseline(Path("b"), {(r["check"], combo_id(r["combination"])): r | {"outcome": "passed"} for r in many})
+        .compare([])
+        .to_json()
+    )
+    text = summary.render(doc)
+    assert len(text.encode()) < GITHUB_SUMMARY_LIMIT / 2
+    assert "more failures and errors is in conformance.html" in text
+    assert "19800 more (conformance.json lists all)" in text
+
+
+# -- conformance.html -------------------------------------------------------------------------
+
+
+def defused(value: Any) -> Any:
+    """The same data with every < and > taken out of its strings: what a harmless run would give."""
+    if isinstance(value, str):
+        return value.replace("<", "_").replace(">", "_")
+    if isinstance(value, list):
+        return [defused(v) for v in value]
+    if isinstance(value, dict):
+        return {k: defused(v) for k, v in value.items()}
+    return value
+
+
+def structure(page: str) -> list[str]:
+    return [tag for tag, _ in parse(page).tags]
+
+
+def test_html_escapes_everything_from_the_run() -> None:
+    """No element comes from the data (the page has the same elements as the defused run's), the
+    scripts are the page's two (data and code), and the CSP allows that code by hash only."""
+    doc = recorded()
+    page = htmlreport.render(doc)
+    tags = parse(page)
+    assert structure(page) == structure(htmlreport.render(defused(doc)))
+    assert [t for t, _ in tags.tags].count("script") == 2
+    data, code = tags.scripts
+    assert json.loads(data) == json.loads(json.dumps(doc["results"]))  # round-trips, surrogate included
+    assert "<" not in data and ">" not in data and "&" not in data
+    assert code == htmlreport.SCRIPT
+    policy = next(a["content"] for t, a in tags.tags if t == "meta" and a.get("http-equiv"))
+    assert (
+        "default-src 'none'" in policy
+        and "script-src 'sha256-" in policy
+        and "unsafe-inline'" not in policy.split("script-src")[1]
+    )
+    for hostile in HOSTILE:
+        assert hostile not in page.replace(htmlreport.SCRIPT, "")
+
+
+def test_html_matrix_has_a_cell_per_result_and_names_every_check() -> None:
+    doc = recorded()
+    tags = parse(htmlreport.render(doc))
+    cells = [a for t, a in tags.tags if "data-i" in a]
+    assert sorted(int(a["data-i"]) for a in cells) == list(range(len(doc["results"])))
+    for a in cells:
+        r = doc["results"][int(a["data-i"])]
+        assert a["class"].split()[0] == f"o-{r['outcome']}"
+        assert a["title"].startswith(f"{label(r)}: {r['outcome']}")
+    heads = {a.get("title", ""): None for t, a in tags.tags if t == "th"}
+    assert doc["checks"]["uts.hostname_private"] in heads
+
+
+def test_html_marks_regressed_cells() -> None:
+    doc = recorded()
+    regressed = next(r for r in doc["results"] if r["outcome"] == "failed")
+    before = {**regressed, "outcome": "passed"}
+    baseline = Baseline(Path("b.json"), {(regressed["check"], combo_id(regressed["combination"])): before})
+    doc["baseline"] = baseline.compare([Result(**r) for r in doc["results"]]).to_json()
+    tags = parse(htmlreport.render(doc))
+    rings = [a for t, a in tags.tags if "reg" in a.get("class", "").split()]
+    assert [doc["results"][int(a["data-i"])]["id"] for a in rings] == [regressed["id"]]
+
+
+def colour(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def test_html_renders_in_chromium(tmp_path: Path) -> None:
+    """Chromium shows the page: a screenshot of the right size with passed, failed, error and skipped
+    cells in their colours; its DOM names every check and has no element a defused run would not have."""
+    doc = recorded()
+    page = tmp_path / "conformance.html"
+    write_atomic(page, htmlreport.render(doc))
+    shot = tmp_path / "shot.png"
+    screenshot(page, shot, 1280, 900)
+    image = png.read(shot)
+    assert (image.width, image.height) == (1280, 900)
+    seen = image.colours()
+    for outcome in ("passed", "failed", "error", "skipped"):
+        assert seen[colour(COLOURS[outcome])] >= 50, f"no {outcome} cells ({COLOURS[outcome]}) in the screenshot"
+    dom = dump_dom(page)
+    for check in {r["check"] for r in doc["results"]}:
+        assert check in dom
+    defused_page = tmp_path / "defused.html"
+    write_atomic(defused_page, htmlreport.render(defused(doc)))
+    assert structure(dom) == structure(dump_dom(defused_page))
+
+
+def test_html_detail_panel_shows_evidence_as_text(tmp_path: Path) -> None:
+    """The page's script fills the detail panel (linked as #result=N) with textContent, never markup."""
+    doc = recorded()
+    index = next(i for i, r in enumerate(doc["results"]) if label(r) == "uts.hostname_private[uts]")
+    page = tmp_path / "conformance.html"
+    write_atomic(page, htmlreport.render(doc))
+    dom = dump_dom(page, f"#result={index}")
+    panel = dom[dom.index('<aside id="detail"') : dom.index("</aside>")]
+    assert "hidden" not in panel.split(">", 1)[0]
+    assert "uts.hostname_private [uts]" in panel
+    assert "&lt;/script&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in panel
+    assert "<script" not in panel
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def test_write_reports_writes_the_four_views(tmp_path: Path) -> None:
+    doc = recorded()
+    written = write_reports(tmp_path / "out", doc)
+    assert sorted(p.name for p in written) == sorted(VIEWS) == sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert load_report(tmp_path / "out" / "conformance.json") == json.loads(json.dumps(doc))
+
+
+def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash while writing (here: the disk is full at fsync) leaves the old report and no temp file."""
+    target = tmp_path / "summary.md"
+    target.write_text("old report\n")
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("reports.writing.os.fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(target, "new report\n" * 1000)
+    assert target.read_text() == "old report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]

@@ -1,0 +1,138 @@
+"""The bundled runtimes for real: every check runs without error, a leak is reported where it is, nothing is left."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fixtures import naming
+from fixtures.runtimes import resolve
+from fixtures.sandbox import Sandbox, pid_in_namespace
+from tests.conftest import ROOT, SuiteRun
+
+# Each bundled runtime with the combinations its test builds (a matrix or bundle: each namespace alone, none, all).
+RUNS = {
+    "unshare": ["--combinations", "singles"],
+    "bwrap": [],
+    "runc": ["--combinations", "singles"],
+    "crun": ["--combinations", "singles"],
+    "podman": [],
+}
+CHECKS = str(ROOT / "isolation_checks")
+CONTAINER_LISTS = {  # how each runtime lists what it keeps: one container name a line
+    "runc": ["runc", "list", "--quiet"],
+    "crun": ["crun", "list", "--quiet"],
+    "podman": ["podman", "ps", "--all", "--format", "{{.Names}}"],
+}
+
+
+def require(name: str) -> None:
+    reason = resolve(name, ROOT).unavailable()
+    if reason:
+        pytest.skip(f"runtime {name}: {reason}")
+
+
+def leftovers() -> list[str]:
+    """What this process's runs left on the host: scratch dirs, mounts, containers."""
+    tag = naming.tag()
+    found = [str(p) for p in Path(tempfile.gettempdir()).glob(f"{tag}-*")]
+    with open("/proc/self/mountinfo") as f:
+        found += [line.split()[4] for line in f if tag in line]
+    for name, argv in CONTAINER_LISTS.items():
+        if resolve(name, ROOT).unavailable() is None:
+            listed = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.split()
+            found += [f"{name} container {c}" for c in listed if c.startswith(tag)]
+    return found
+
+
+def failures(run: SuiteRun, outcome: str) -> list[str]:
+    return [f"{r['id']}: {r['reason'][:300]}" for r in run.report["results"] if r["outcome"] == outcome]
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_bundled_runtime_runs_every_check_without_error(name: str, run_suite) -> None:
+    """No `error` outcome; the runtime builds what it claims (every namespace identity passes); nothing is left."""
+    require(name)
+    run = run_suite("--runtime", name, *RUNS[name], CHECKS)
+    assert run.report["runtime"]["name"] == name and run.report["results"], run.output
+    assert not failures(run, "error")
+    wrong = [
+        r["id"]
+        for r in run.report["results"]
+        if r["check"].endswith(".namespace_identity") and r["outcome"] != "passed"
+    ]
+    assert not wrong
+    declared = [
+        r for r in run.report["results"] if r["check"] in ("uts.hostname_as_declared", "user.id_maps_as_declared")
+    ]
+    assert all(r["outcome"] in ("passed", "skipped") for r in declared), declared
+    assert not leftovers()
+
+
+def test_declared_expectations_are_checked_on_real_runtimes(run_suite) -> None:
+    """bwrap's declared hostname and unshare's declared id maps are each checked, and hold."""
+    require("bwrap")
+    require("unshare")
+    bwrap = run_suite("--runtime", "bwrap", "--namespaces", "uts", "-k", "hostname_as_declared", CHECKS)
+    assert bwrap.outcomes("uts.hostname_as_declared") == {"cgroup+ipc+mnt+net+pid+user+uts": "passed"}
+    unshare = run_suite("--runtime", "unshare", "--namespaces", "user,pid", "-k", "id_maps_as_declared", CHECKS)
+    assert unshare.outcomes("user.id_maps_as_declared") == {"user": "passed", "pid+user": "passed"}
+
+
+def test_namespace_a_matrix_runtime_leaks_is_violated_and_no_other(run_suite, tmp_path: Path) -> None:
+    """unshare whose uts flag does nothing: uts is violated, every other verdict is the sound profile's."""
+    require("unshare")
+    sound_text = (ROOT / "profiles" / "unshare.toml").read_text()
+    leaky = tmp_path / "unshare-no-uts.toml"
+    leaky.write_text(sound_text.replace('uts = ["--uts"]', 'uts = ["--fork"]'))
+    # not ipc: ipc.sysv_objects_shared compares host-wide SysV objects, which parallel tests create and remove
+    args = ("--combinations", "singles", "--namespaces", "uts,pid,user")
+    sound = run_suite("--runtime", "unshare", *args, CHECKS)
+    broken = run_suite("--runtime", str(leaky), *args, CHECKS)
+    assert sound.verdicts()["uts"] == "conformant", failures(sound, "failed")
+    assert broken.verdicts() == {**sound.verdicts(), "uts": "violated"}
+    assert {r.split("::")[1].split("[")[0] for r in failures(broken, "failed") if "/uts.py" in r} >= {
+        "test_namespace_identity",
+        "test_hostname_private",
+    }
+
+
+def test_namespace_a_fixed_runtime_claims_but_lacks_is_violated_alone(run_suite, tmp_path: Path) -> None:
+    """A fixed unshare command that claims uts without --uts: uts is violated, no other namespace."""
+    require("unshare")
+    verdicts = {}
+    for name, flags in (("sound", ["--uts", "--pid", "--net"]), ("leaky", ["--pid", "--net"])):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'name = "{name}"\ncommand = {["unshare", "--fork", *flags, "--"]}\n'.replace("'", '"'))
+        path.write_text(path.read_text() + 'isolates = ["uts", "pid", "net"]\n')
+        verdicts[name] = run_suite("--runtime", str(path), "--namespaces", "uts,pid,net", CHECKS).verdicts()
+    assert verdicts["sound"]["uts"] == verdicts["sound"]["pid"] == "conformant"
+    assert verdicts["leaky"] == {**verdicts["sound"], "uts": "violated"}
+
+
+@pytest.mark.parametrize("name", ["runc", "podman"])
+def test_stuck_sandbox_is_killed_and_removed_on_close(name: str) -> None:
+    """A probe that no longer reads (stopped) is killed on close, also where it is not in the runtime's process
+    tree (podman hands it to conmon), and the runtime's container is removed."""
+    require(name)
+    runtime = resolve(name, ROOT)
+    launch = runtime.launch(runtime.buildable(runtime.isolates or frozenset()))
+    box = Sandbox(dataclasses.replace(launch, cleanup=[]), timeout=30)  # the profile's cleanup comes after
+    try:
+        probe = psutil.Process(box.pid)
+        assert pid_in_namespace(box.pid) == (box.ns_inode("pid"), 1)  # found by its namespace and inner pid
+        descendant = box.pid in {p.pid for p in psutil.Process(box.process.pid).children(recursive=True)}
+        assert descendant == (name == "runc")
+        probe.suspend()  # SIGSTOP: it reads neither the exit request nor the end of its input
+    finally:
+        box.close()
+        gone = not probe.is_running() or probe.status() == psutil.STATUS_ZOMBIE
+        for step in reversed(launch.cleanup):
+            step()
+    assert gone, "close() left the sandbox's probe running"
+    assert not leftovers()

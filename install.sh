@@ -27,6 +27,11 @@ for ids in /etc/subuid /etc/subgid; do
   grep -q '^root:' "$ids" 2>/dev/null || echo 'root:100000:65536' >> "$ids"
 done
 
+# The unprivileged user the project's tests run the suite as, to show rootless mode (tests/test_rootless.py).
+if ! getent passwd nsconform >/dev/null; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nsconform
+fi
+
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi

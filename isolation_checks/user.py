@@ -1,13 +1,39 @@
-"""User namespace: the id mappings of a sandbox's own user namespace."""
+"""User namespace: root inside is an unprivileged uid outside, mapped exactly as declared, powerful only inside."""
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Iterable, Sequence
+
+import psutil
 import pytest
 
 from fixtures.catalogue import Verdict, guarantee
 from fixtures.declared import Expect
 from fixtures.host import Host
 from fixtures.sandbox import Sandbox
+
+
+@guarantee("user", "any")
+def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The sandbox has a user namespace of its own exactly when user is isolated."""
+    verdict.identity("user", sandbox, host)
+
+
+def outside_id(inside: int, id_map: Iterable[Sequence[int]]) -> int | None:
+    """The host id that `inside` maps to under `id_map` (lines: inside, outside, count), or None."""
+    for first, outside, count in id_map:
+        if first <= inside < first + count:
+            return outside + inside - first
+    return None
+
+
+def require_root_inside(sandbox: Sandbox) -> dict:
+    ident = sandbox.probe("identity")
+    if ident["uid"] != 0:
+        pytest.skip(f"the probe runs as uid {ident['uid']} inside, not as root: nothing to map from root")
+    return ident
 
 
 @guarantee("user", "isolated")
@@ -25,3 +51,151 @@ def test_id_maps_as_declared(sandbox: Sandbox, host: Host, verdict: Verdict, dec
                 f"the sandbox's {name} is not the one its runtime declares",
                 **{f"{name} inside": seen[name], f"{name} declared": [list(line) for line in lines]},
             )
+
+
+@guarantee("user", "isolated")
+def test_root_is_not_host_root(sandbox: Sandbox, verdict: Verdict) -> None:
+    """Root (uid 0) inside the sandbox is not uid 0 on the host."""
+    require_root_inside(sandbox)
+    process = psutil.Process(sandbox.pid)
+    uids, gids = process.uids(), process.gids()
+    verdict.expect(
+        0 not in uids,
+        "root inside the sandbox is root on the host",
+        host_uids=list(uids),
+        host_gids=list(gids),
+    )
+
+
+@guarantee("user", "isolated")
+def test_file_owner_mapped(sandbox: Sandbox, host: Host, verdict: Verdict, declared: Expect) -> None:
+    """A file root creates inside is owned on the host by the uid and gid that root maps to, never by root."""
+    # 1. a scratch dir on the host given to the probe's host uid (removed after)
+    # 2. root inside creates a file there; 3. EXPECT its host owner to be root's mapped ids (as the
+    #    runtime declares them, else as uid_map/gid_map inside say), and not uid 0
+    ident = require_root_inside(sandbox)
+    maps = sandbox.probe("id_maps")
+    uid_map = declared.uid_map or maps["uid_map"]
+    gid_map = declared.gid_map or maps["gid_map"]
+    mapped = (outside_id(ident["uid"], uid_map), outside_id(ident["gid"], gid_map))
+    process = psutil.Process(sandbox.pid)
+    with host.scratch_dir("owner", owner=(process.uids().effective, process.gids().effective)) as parent:
+        path = os.path.join(parent, "made-inside")
+        try:
+            sandbox.probe("create_file", path=path)
+        except FileNotFoundError:
+            pytest.skip(f"the harness's scratch dir {parent} is not visible inside (the sandbox has its own root)")
+        owner = host.probe("file_stat", path=path)
+    verdict.expect(
+        (owner["uid"], owner["gid"]) == mapped and owner["uid"] != 0,
+        "a file created by root inside is not owned on the host by root's mapped, unprivileged ids",
+        host_owner=[owner["uid"], owner["gid"]],
+        mapped_ids=list(mapped),
+    )
+
+
+@guarantee("user", "isolated", rootful=True)
+def test_host_root_file_unreadable(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Root inside cannot read a host file that only host root may read (mode 0600)."""
+    with host.private_file("secret") as path:
+        try:
+            sandbox.probe("read_file", path=path)
+            result = "read"
+        except PermissionError as e:
+            result = errno.errorcode[e.errno]
+        except FileNotFoundError:
+            pytest.skip(f"the harness's scratch dir {os.path.dirname(path)} is not visible inside")
+    verdict.expect(
+        result != "read", "root inside read a root-only 0600 file of the host", file=path, read_result=result
+    )
+
+
+def host_root_process() -> int | None:
+    """A host process that runs as root: this harness process if it is root, else the host's init if root."""
+    if os.geteuid() == 0:
+        return os.getpid()
+    try:
+        return 1 if psutil.Process(1).uids().real == 0 else None
+    except psutil.Error:
+        return None
+
+
+@guarantee("user", "isolated", needs_shared=["pid"])
+def test_host_root_process_unsignalable(sandbox: Sandbox, verdict: Verdict) -> None:
+    """Root inside cannot signal a host root process it can see (signal 0: nothing is ever delivered)."""
+    require_root_inside(sandbox)
+    target = host_root_process()
+    if target is None:
+        pytest.skip("no host process runs as root here (neither the harness nor pid 1) to aim signal 0 at")
+    result = sandbox.probe("signal", pid=target, sig=0)
+    if result == errno.ESRCH:
+        pytest.skip("the host process is invisible inside (ESRCH) though PID is shared: a PID matter, not a user one")
+    verdict.expect(
+        result == errno.EPERM,
+        "root inside may signal a host root process",
+        host_pid=target,
+        kill_result=errno.errorcode.get(result, result),
+    )
+
+
+@guarantee("user", "isolated", needs_shared=["uts"])
+def test_shared_hostname_unchangeable(sandbox: Sandbox, verdict: Verdict) -> None:
+    """With UTS shared, root inside may not set the hostname (EPERM)."""
+    # The probe sets the hostname to its current value, so that even a leaky sandbox changes nothing.
+    current = sandbox.probe("uts")["hostname"]
+    try:
+        sandbox.probe("set_uts", hostname=current)
+        result = "set"
+    except PermissionError as e:
+        result = errno.errorcode[e.errno]
+    verdict.expect(
+        result == "EPERM",
+        "root inside may set the hostname of the host's UTS namespace",
+        hostname_written=current,
+        sethostname_result=result,
+    )
+
+
+@guarantee("user", "isolated")
+def test_setgroups_denied_where_required(sandbox: Sandbox, verdict: Verdict) -> None:
+    """Where gid_map maps only the creator's own gid (an unprivileged mapping), setgroups is deny and root
+    inside cannot drop its supplementary groups."""
+    maps = sandbox.probe("id_maps")
+    own_gid = os.getegid()  # the runtime runs with the harness's gid: the sandbox's creator
+    required = all(count == 1 and outside == own_gid for _, outside, count in maps["gid_map"])
+    verdict.note(gid_map=maps["gid_map"], setgroups=maps["setgroups"], deny_required=required)
+    if not required:
+        return  # the mapping covers gids the creator holds no more than others: dropping groups is its right
+    verdict.expect(maps["setgroups"] == "deny", "setgroups is not deny for a gid_map of the creator's own gid")
+    result = sandbox.probe("drop_groups")
+    verdict.expect(
+        result == errno.EPERM,
+        "root inside dropped its supplementary groups",
+        setgroups_result=errno.errorcode.get(result, result),
+    )
+
+
+@guarantee("user", "isolated")
+def test_full_capabilities_inside(sandbox: Sandbox, verdict: Verdict) -> None:
+    """Root inside holds every capability in its own user namespace (CapEff is the full set)."""
+    require_root_inside(sandbox)
+    caps = sandbox.probe("capabilities")
+    full = (1 << (caps["cap_last_cap"] + 1)) - 1
+    verdict.expect(
+        int(caps["CapEff"], 16) == full,
+        "root inside lacks capabilities in its own user namespace",
+        cap_eff=caps["CapEff"],
+        full_set=f"{full:016x}",
+    )
+
+
+@guarantee("user", "shared")
+def test_id_maps_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """With user shared, uid_map and gid_map inside are the host's (on a plain host: `0 0 4294967295`)."""
+    inside, outside = sandbox.probe("id_maps"), host.probe("id_maps")
+    for name in ("uid_map", "gid_map"):
+        verdict.expect(
+            inside[name] == outside[name],
+            f"the sandbox's {name} differs from the host's",
+            **{f"{name} inside": inside[name], f"{name} on host": outside[name]},
+        )

@@ -2,7 +2,8 @@
 
 Each control names a check, a leaky native runtime and the combination to run it on. The
 leaky runtimes claim a namespace they do not unshare (`omit`), unshare one they do not claim
-(`extra`), or carry one of the launcher's deliberate flaws (`leaks`).
+(`extra`), carry one of the launcher's deliberate flaws (`leaks`), or map root inside to other
+host ids than the runtime promises (`uid_map`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def extra(ns: str) -> NativeRuntime:
 
 def leak(flaw: str) -> NativeRuntime:
     return NativeRuntime(leaks=frozenset({flaw}))
+
+
+def mapped(*lines: tuple[int, int, int]) -> NativeRuntime:
+    """Root inside mapped by `lines` (uid and gid alike) instead of to the promised unprivileged range."""
+    return NativeRuntime(uid_map=lines)
+
+
+ROOT_IS_HOST_ROOT = mapped((0, 0, 4294967295))  # like `unshare --map-root-user` run as root
 
 
 def host_sysv_object():
@@ -85,6 +94,26 @@ CONTROLS = [
     ("ipc.posix_mqueue_private", omit("ipc"), "ipc", "ipc", None),
     ("ipc.posix_shm_private", leak("host_dev_shm"), "ipc,mnt", "ipc+mnt", None),
     ("ipc.sysv_objects_shared", extra("ipc"), "ipc", "none", host_sysv_object),
+    ("mnt.namespace_identity", omit("mnt"), "mnt", "mnt", None),
+    ("mnt.namespace_identity", extra("mnt"), "mnt", "none", None),
+    ("mnt.mount_hidden_from_host", omit("mnt"), "mnt", "mnt", None),
+    ("mnt.unmount_stays_inside", omit("mnt"), "mnt", "mnt", None),
+    ("mnt.fresh_proc", leak("host_proc"), "mnt,pid", "mnt+pid", None),
+    ("mnt.mount_inside_does_not_propagate", leak("keep_propagation"), "mnt", "mnt", None),
+    ("mnt.host_mount_does_not_propagate", leak("keep_propagation"), "mnt", "mnt", None),
+    ("mnt.host_mount_does_not_propagate", leak("keep_propagation"), "mnt,user", "mnt+user", None),  # slave
+    ("mnt.mount_table_shared", extra("mnt"), "mnt", "none", None),
+    ("user.namespace_identity", omit("user"), "user", "user", None),
+    ("user.namespace_identity", extra("user"), "user", "none", None),
+    ("user.id_maps_as_declared", ROOT_IS_HOST_ROOT, "user", "user", None),
+    ("user.root_is_not_host_root", ROOT_IS_HOST_ROOT, "user", "user", None),
+    ("user.file_owner_mapped", ROOT_IS_HOST_ROOT, "user", "user", None),
+    ("user.host_root_file_unreadable", ROOT_IS_HOST_ROOT, "user", "user", None),
+    ("user.host_root_process_unsignalable", ROOT_IS_HOST_ROOT, "user", "user", None),
+    ("user.shared_hostname_unchangeable", omit("user"), "user", "user", None),
+    ("user.setgroups_denied_where_required", mapped((0, 0, 1)), "user", "user", None),
+    ("user.full_capabilities_inside", leak("no_caps"), "user", "user", None),
+    ("user.id_maps_shared", extra("user"), "user", "none", None),
     ("net.namespace_identity", omit("net"), "net", "net", None),
     ("net.namespace_identity", extra("net"), "net", "none", None),
     ("net.only_loopback", omit("net"), "net", "net", None),

@@ -103,6 +103,7 @@ def test_expect_is_parsed() -> None:
     rt = runtime(FIXED + '[expect]\nhostname = "box"\nuid_map = [[0, 100000, 65536]]\n')
     assert rt.expect == Expect(hostname="box", uid_map=((0, 100000, 65536),), gid_map=None)
     assert runtime(FIXED).expect == Expect()
+    assert runtime(FIXED + '[expect]\npropagation = "slave"\n').expect == Expect(propagation="slave")
 
 
 BAD = [
@@ -132,6 +133,7 @@ BAD = [
     ("expect.hostname", FIXED + "[expect]\nhostname = 1\n"),
     ("expect.uid_map", FIXED + "[expect]\nuid_map = [0, 100000, 65536]\n"),
     ("expect.gid_map", FIXED + "[expect]\ngid_map = [[0, 100000, 0]]\n"),
+    ("expect.propagation", FIXED + '[expect]\npropagation = "shared"\n'),
     ("expect.gid_map", FIXED + "[expect]\ngid_map = [[0, -1, 1]]\n"),
     ("expect", FIXED + 'expect = "box"\n'),
     ("bundle", FIXED + 'bundle = "docker"\n'),

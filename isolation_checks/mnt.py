@@ -66,7 +66,9 @@ def require_visible_inside(path: str, sandbox: Sandbox) -> None:
         pytest.skip(f"the harness's mount point {path} is not visible inside (the sandbox has its own root)")
 
 
-@guarantee("mnt", "isolated", rootful=True)
+@guarantee(
+    "mnt", "isolated", rootful=True, attach_unsafe="it unmounts a mount inside the target and cannot put it back"
+)
 def test_unmount_stays_inside(sandbox: Sandbox, host: Host, verdict: Verdict, scratch: MountScratch) -> None:
     """Unmounting, inside the sandbox, a mount the host holds leaves the host's mount in place."""
     # 1. ASSERT an own mount namespace; the host held a tmpfs before the sandbox started

@@ -121,7 +121,12 @@ def test_host_abstract_socket_unreachable(sandbox: Sandbox, host: Host, verdict:
     )
 
 
-@guarantee("net", "isolated")
+@guarantee(
+    "net",
+    "isolated",
+    attach_unsafe=f"writing {SYSCTL} also rewrites the forwarding setting of every link of the namespace, which "
+    "no restore puts back exactly",
+)
 def test_sysctl_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """A net sysctl (net.ipv4.ip_forward) changed inside leaves the host's value unchanged."""
     # 1. ASSERT an own network namespace, so that the write stays inside it
@@ -170,7 +175,12 @@ def test_veth_carries_tcp(sandbox: Sandbox, host: Host, verdict: Verdict, veth: 
     verdict.expect(reply == answer, "the sandbox did not get the host's data", sandbox_received=reply)
 
 
-@guarantee("net", "isolated", rootful=True)
+@guarantee(
+    "net",
+    "isolated",
+    rootful=True,
+    attach_unsafe="it ends the sandbox and expects its network namespace gone; the target's outlives the probe",
+)
 def test_veth_vanishes_with_sandbox(
     combination: Combination,
     sandbox_factory: SandboxFactory,

@@ -76,7 +76,12 @@ def test_host_pid_unreachable(sandbox: Sandbox, host: Host, verdict: Verdict) ->
     )
 
 
-@guarantee("pid", "isolated")
+@guarantee(
+    "pid",
+    "isolated",
+    attach_unsafe="the orphan it makes is adopted by the target's init, which may never reap it (a zombie left "
+    "in the target)",
+)
 def test_orphan_reparented_to_init(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """A process orphaned inside the sandbox is adopted by the sandbox's init (PID 1)."""
     verdict.require_own_namespace("pid", sandbox, host)
@@ -86,7 +91,7 @@ def test_orphan_reparented_to_init(sandbox: Sandbox, host: Host, verdict: Verdic
     )
 
 
-@guarantee("pid", "isolated")
+@guarantee("pid", "isolated", attach_unsafe="it sends SIGKILL to the PID namespace's init, the target's own")
 def test_init_survives_sigkill_from_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """SIGKILL sent to PID 1 from inside the sandbox does not kill the sandbox's init."""
     # 1. ASSERT an own PID namespace (else PID 1 would be the host's init); 2. a child kills PID 1
@@ -103,7 +108,11 @@ def test_init_survives_sigkill_from_inside(sandbox: Sandbox, host: Host, verdict
     )
 
 
-@guarantee("pid", "isolated")
+@guarantee(
+    "pid",
+    "isolated",
+    attach_unsafe="it ends the sandbox's init and kills whatever of its PID namespace survives: the target",
+)
 def test_no_survivor_after_init_exit(
     combination: Combination, sandbox_factory: SandboxFactory, host: Host, verdict: Verdict
 ) -> None:

@@ -26,13 +26,18 @@ class ReportError(ValueError):
 
 
 def describe_runtime(runtime: Any) -> dict[str, Any]:
-    """The report's `runtime`: name, profile file, claimed isolates, and version when it has one."""
-    return {
+    """The report's `runtime`: name, profile file, claimed isolates, version when it has one, and with
+    --attach the target (`attach`: its pid, and whether its claims come from the profile or its inodes)."""
+    described = {
         "name": runtime.name,
         "profile": runtime.profile,
         "isolates": sorted(runtime.isolates) if runtime.isolates is not None else None,
         "version": runtime_version(runtime),
     }
+    attach = getattr(runtime, "attach", None)
+    if attach is not None:
+        described["attach"] = attach
+    return described
 
 
 def document(

@@ -1,0 +1,149 @@
+"""Docker, on an engine the test starts itself: the bundled profile, and --attach to a `docker run -d` container."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fixtures import naming, probe
+from fixtures.bundles import make_rootfs
+from tests.conftest import ROOT
+from tests.test_attach import comparable, target_state
+
+# dockerd changes host-wide state while it runs (its mounts, cgroups): tests that audit the host wait for it.
+pytestmark = pytest.mark.usefixtures("host_perturbed")
+CHECKS = str(ROOT / "isolation_checks")
+IMAGE = "nsconform-rootfs"
+READY_TIMEOUT = 60.0
+
+
+def stop(daemon: subprocess.Popen, scratch: Path) -> None:
+    """End dockerd by its pid (it stops its containers and containerd), then whatever is left of it under
+    `scratch`: processes, mounts, files."""
+    daemon.terminate()
+    try:
+        daemon.wait(timeout=READY_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(str(scratch) in arg for arg in proc.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if line.split()[4].startswith(str(scratch) + "/")]
+    for point in sorted(points, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            probe.unmount(point, detach=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def docker_host() -> Iterator[str]:
+    """A dockerd of this test's own (no bridge, no iptables, its own data root, exec root, pid file and socket),
+    ready once it says so over NOTIFY_SOCKET; the address for DOCKER_HOST. Skips where it cannot start."""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("dockerd or docker not found on PATH (install.sh installs docker.io)")
+    scratch = Path(naming.scratch_dir("docker"))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(scratch / "notify"))
+    address = f"unix://{scratch}/docker.sock"
+    log = open(scratch / "dockerd.log", "w+b")  # noqa: SIM115 (closed below)
+    daemon = subprocess.Popen(
+        [
+            "dockerd",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            f"--data-root={scratch}/data",
+            f"--exec-root={scratch}/exec",
+            f"--pidfile={scratch}/dockerd.pid",
+            f"--host={address}",
+        ],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "NOTIFY_SOCKET": str(scratch / "notify")},
+        start_new_session=True,
+    )
+    try:
+        ended = os.pidfd_open(daemon.pid)
+        ready = False
+        while not ready:
+            readable = select.select([notify, ended], [], [], READY_TIMEOUT)[0]
+            if notify not in readable:
+                break
+            ready = b"READY=1" in notify.recv(4096)
+        os.close(ended)
+        if not ready:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            pytest.skip(f"dockerd did not start here: {' / '.join(tail)}")
+        yield address
+    finally:
+        notify.close()
+        stop(daemon, scratch)
+        log.close()
+
+
+def docker(address: str, *args: str, stdin: bytes | None = None) -> str:
+    done = subprocess.run(
+        ["docker", "--host", address, *args], input=stdin, capture_output=True, check=True, timeout=READY_TIMEOUT
+    )
+    return done.stdout.decode().strip()
+
+
+@pytest.fixture(scope="module")
+def image(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The profile's image, imported from the harness's empty root (no registry is reachable)."""
+    root = tmp_path_factory.mktemp("rootfs") / "rootfs"
+    make_rootfs(root)
+    tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True).stdout
+    docker(docker_host, "import", "-", IMAGE, stdin=tar)
+    return IMAGE
+
+
+def test_docker_profile_keeps_what_it_claims(
+    docker_host: str, image: str, run_suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker run: every namespace it claims is conformant, no error, no container left."""
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    run = run_suite("--runtime", "docker", CHECKS)
+    assert not [r for r in run.report["results"] if r["outcome"] == "error"], run.output
+    assert set(run.verdicts().values()) == {"conformant"}, run.output
+    assert docker(docker_host, "ps", "--all", "--quiet") == ""
+
+
+def test_attach_to_a_container_gives_the_profile_verdicts(
+    docker_host: str, image: str, run_suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker inspect -f {{.State.Pid}}` then --attach: the verdicts and every check that runs are those of the
+    docker profile's own sandboxes, and the container is as it was before."""
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    container = docker(
+        docker_host,
+        *("run", "--detach", "--network", "none", "--ipc", "private", "--hostname", "sandbox"),
+        *("--volume", "/usr:/usr:ro", image, "/usr/bin/sleep", "infinity"),
+    )
+    try:
+        pid = int(docker(docker_host, "inspect", "--format", "{{.State.Pid}}", container))
+        before = target_state(pid)
+        attached = run_suite("--attach", str(pid), "--runtime", "docker", CHECKS)
+        after = target_state(pid)
+    finally:
+        docker(docker_host, "rm", "--force", container)
+    launched = run_suite("--runtime", "docker", CHECKS)
+    assert attached.report["runtime"]["attach"] == {"pid": pid, "claimed_from": "profile"}
+    assert not [r for r in attached.report["results"] if r["outcome"] == "error"], attached.output
+    assert attached.verdicts() == launched.verdicts()
+    ran, reference = comparable(attached), comparable(launched)
+    assert {check: reference.get(check) for check in ran} == ran
+    assert after == before

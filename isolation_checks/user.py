@@ -192,10 +192,4 @@ def test_full_capabilities_inside(sandbox: Sandbox, verdict: Verdict) -> None:
 @guarantee("user", "shared")
 def test_id_maps_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """With user shared, uid_map and gid_map inside are the host's (on a plain host: `0 0 4294967295`)."""
-    inside, outside = sandbox.probe("id_maps"), host.probe("id_maps")
-    for name in ("uid_map", "gid_map"):
-        verdict.expect(
-            inside[name] == outside[name],
-            f"the sandbox's {name} differs from the host's",
-            **{f"{name} inside": inside[name], f"{name} on host": outside[name]},
-        )
+    verdict.expect_equal_fields(sandbox.probe("id_maps"), host.probe("id_maps"), ("uid_map", "gid_map"))

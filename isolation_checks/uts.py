@@ -58,13 +58,7 @@ def test_domainname_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> N
 @guarantee("uts", "shared")
 def test_names_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """With UTS shared, the sandbox sees the host's hostname and domain name (observed, never written)."""
-    inside, outside = sandbox.probe("uts"), host.probe("uts")
-    for field in ("hostname", "domainname"):
-        verdict.expect(
-            inside[field] == outside[field],
-            f"the sandbox's {field} differs from the host's",
-            **{f"{field} inside": inside[field], f"{field} on host": outside[field]},
-        )
+    verdict.expect_equal_fields(sandbox.probe("uts"), host.probe("uts"), ("hostname", "domainname"))
 
 
 @guarantee("uts", "isolated")

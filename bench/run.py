@@ -97,7 +97,7 @@ def one_sandbox() -> None:
 
 
 def peak_worker_rss_mb(work: Path) -> float:
-    rss_dir = work / "rss"
+    rss_dir = work / "rss-samples"
     rss_dir.mkdir()
     suite(work, "rss", "-p", "bench.rss", env={"NSCONFORM_BENCH_RSS_DIR": str(rss_dir)})
     workers = [int(p.read_text()) for p in rss_dir.iterdir() if p.name.startswith("gw")]

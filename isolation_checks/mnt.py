@@ -62,8 +62,14 @@ def scratch(mount_scratch: MountScratch) -> MountScratch:
 
 
 def require_visible_inside(path: str, sandbox: Sandbox) -> None:
-    if path not in mounts.mount_points(sandbox.probe("mountinfo")):
-        pytest.skip(f"the harness's mount point {path} is not visible inside (the sandbox has its own root)")
+    """Skip unless the harness's mount point is in the sandbox's table and reachable (not mounted over)."""
+    listed = path in mounts.mount_points(sandbox.probe("mountinfo"))
+    try:
+        sandbox.probe("file_stat", path=path)
+    except FileNotFoundError:
+        listed = False
+    if not listed:
+        pytest.skip(f"the harness's mount point {path} is not visible inside (the sandbox has its own root or /tmp)")
 
 
 @guarantee(

@@ -28,7 +28,7 @@ READY_TIMEOUT = 60.0
 
 def stop(daemon: subprocess.Popen, scratch: Path) -> None:
     """End dockerd by its pid (it stops its containers and containerd), then whatever is left of it under
-    `scratch`: processes, mounts, files."""
+    `scratch` (processes, mounts, files) and the empty parent cgroups it made for its containers."""
     daemon.terminate()
     try:
         daemon.wait(timeout=READY_TIMEOUT)
@@ -45,6 +45,10 @@ def stop(daemon: subprocess.Popen, scratch: Path) -> None:
         with contextlib.suppress(OSError):
             probe.unmount(point, detach=True)
     shutil.rmtree(scratch, ignore_errors=True)
+    cgroups = Path("/sys/fs/cgroup")
+    for parent in [cgroups / "docker", *cgroups.glob("*/docker")]:  # the containers' parent cgroups, once empty
+        with contextlib.suppress(OSError):  # busy: another engine's containers are in it
+            parent.rmdir()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import tempfile
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +17,17 @@ from fixtures.settings import SETTINGS
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
-HOST_LOCK = Path(tempfile.gettempdir(), "nsconform-tests.lock")
 
 
 def host_lock(mode: int) -> Iterator[None]:
-    """A reader-writer lock over the host between this run's xdist workers (flock: no polling)."""
-    with open(HOST_LOCK, "a") as f:
-        fcntl.flock(f, mode)
+    """A reader-writer lock over the host between this run's xdist workers: flock on the tests
+    directory itself (no polling, and no lock file left behind)."""
+    fd = os.open(Path(__file__).parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, mode)
         yield
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from reports.results import (
     overall,
     plain,
     plural,
+    problem_tally,
     problems,
     runtime_label,
     skipped_by_reason,
@@ -218,7 +219,7 @@ def failure_section(results: list[dict[str, Any]], guarantees: dict[str, str]) -
     parts = [f"<h2>Failures and errors ({len(bad)})</h2>"]
     shown = 0
     for check, group in sorted(by_check(bad).items()):
-        outcomes = ", ".join(tally(n, o) for o in ("failed", "error") if (n := sum(r["outcome"] == o for r in group)))
+        outcomes = problem_tally(group)
         parts.append(
             f'<div class="result o-{esc(group[0]["outcome"])}"><h3><span class="mono">{esc(check)}</span>: '
             f'{esc(outcomes)}</h3><p class="sub">{esc(guarantees.get(check, ""))}</p>'

@@ -131,3 +131,8 @@ def plural(count: int, noun: str) -> str:
 def tally(count: int, outcome: str) -> str:
     """'3 passed', '1 failed', '2 errors', '4 skipped'."""
     return plural(count, outcome) if outcome == "error" else f"{count} {outcome}"
+
+
+def problem_tally(group: list[dict[str, Any]]) -> str:
+    """'2 failed, 1 error': how a check's failures and errors add up."""
+    return ", ".join(tally(n, o) for o in ("failed", "error") if (n := sum(r["outcome"] == o for r in group)))

@@ -18,10 +18,10 @@ from reports.results import (
     evidence_lines,
     label,
     overall,
+    problem_tally,
     problems,
     runtime_label,
     skipped_by_reason,
-    tally,
 )
 
 MAX_LISTED = 50  # failures and errors shown with their evidence
@@ -93,7 +93,7 @@ def failures(results: list[dict[str, Any]], guarantees: dict[str, str]) -> list[
     parts = [f"## Failures and errors ({len(bad)})"]
     shown = 0
     for check, group in sorted(by_check(bad).items()):
-        outcomes = ", ".join(tally(n, o) for o in ("failed", "error") if (n := sum(r["outcome"] == o for r in group)))
+        outcomes = problem_tally(group)
         combos = [code(combo_id(r["combination"])) for r in group]
         parts += [
             f"### {icon(group[0]['outcome'])} {code(check)}: {outcomes}",

@@ -111,7 +111,9 @@ def test_sysv_objects_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
     """With IPC shared, the sandbox sees exactly the host's SysV objects (observed, never created)."""
 
     def objects(view: dict[str, list[list[int]]]) -> set[str]:
-        return {f"{kind} key={key:#x} id={ident}" for kind, rows in view.items() for key, ident in rows}
+        return {
+            f"{kind} {naming.describe_ipc_key(key)} id={ident}" for kind, rows in view.items() for key, ident in rows
+        }
 
     before = objects(host.probe("sysvipc"))
     inside = objects(sandbox.probe("sysvipc"))

@@ -11,8 +11,7 @@ import pytest
 from fixtures import naming
 from fixtures.catalogue import Verdict, guarantee
 from fixtures.host import Host
-from fixtures.namespaces import Combination
-from fixtures.sandbox import Sandbox, SandboxFactory
+from fixtures.sandbox import Sandbox
 
 if TYPE_CHECKING:  # fixtures.veth imports pyroute2 (~0.1 s): only the checks that make a veth load it
     from fixtures.veth import Veth
@@ -180,31 +179,29 @@ def test_veth_carries_tcp(sandbox: Sandbox, host: Host, verdict: Verdict, veth: 
     "isolated",
     rootful=True,
     attach_unsafe="it ends the sandbox and expects its network namespace gone; the target's outlives the probe",
+    ends_sandbox=True,
 )
 def test_veth_vanishes_with_sandbox(
-    combination: Combination,
-    sandbox_factory: SandboxFactory,
-    host: Host,
-    verdict: Verdict,
-    veth: Callable[[Sandbox], Veth],
+    sandbox: Sandbox, host: Host, verdict: Verdict, veth: Callable[[Sandbox], Veth]
 ) -> None:
     """When the sandbox ends, its network namespace ends with it: a veth moved inside vanishes from the host."""
-    # 1. a fresh sandbox of this combination, with a veth pair; 2. watch the host's links, end the sandbox
+    # 1. the combination's sandbox (this check ends it) with its veth pair; 2. watch the host's links, end it
     # 3. EXPECT no process left in its network namespace, and the host's end of the pair deleted by the kernel
     from fixtures.veth import LinkEvents, deleted
 
-    box = sandbox_factory(combination)
-    verdict.require_own_namespace("net", box, host)
-    pair = veth(box)
+    verdict.require_own_namespace("net", sandbox, host)
+    pair = veth(sandbox)
     with LinkEvents() as events:
-        box.end()
-        holders = box.ns_members("net")
+        sandbox.end()
+        holders = sandbox.ns_members("net")
         verdict.require(
             not holders,
             "processes of the sandbox outlived it in its network namespace",
             holders=[p.pid for p in holders],
         )
-        gone = events.wait(pair.host_index, deleted, box.timeout)
+        gone = events.wait(pair.host_index, deleted, sandbox.timeout)
     verdict.expect(
-        gone, f"the sandbox's veth is still on the host {box.timeout:g} s after the sandbox ended", veth=pair.host_name
+        gone,
+        f"the sandbox's veth is still on the host {sandbox.timeout:g} s after the sandbox ended",
+        veth=pair.host_name,
     )

@@ -10,8 +10,7 @@ import pytest
 
 from fixtures.catalogue import Verdict, guarantee
 from fixtures.host import Host
-from fixtures.namespaces import Combination
-from fixtures.sandbox import Sandbox, SandboxFactory, await_exit
+from fixtures.sandbox import Sandbox, await_exit
 
 
 @guarantee("pid", "any")
@@ -112,21 +111,19 @@ def test_init_survives_sigkill_from_inside(sandbox: Sandbox, host: Host, verdict
     "pid",
     "isolated",
     attach_unsafe="it ends the sandbox's init and kills whatever of its PID namespace survives: the target",
+    ends_sandbox=True,
 )
-def test_no_survivor_after_init_exit(
-    combination: Combination, sandbox_factory: SandboxFactory, host: Host, verdict: Verdict
-) -> None:
+def test_no_survivor_after_init_exit(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """When the sandbox's init exits, no process of the sandbox survives (seen from the host)."""
-    # 1. a fresh sandbox of this combination; 2. two children inside that would block forever
+    # 1. the combination's sandbox (this check ends it); 2. two children inside that would block forever
     # 3. the probe and its runtime end; the init (the probe, or the runtime's own) exits: EXPECT it does
     # 4. EXPECT none of the sandbox's processes alive on the host; 5. kill survivors
-    box = sandbox_factory(combination)
-    verdict.require_own_namespace("pid", box, host)
-    box.probe("spawn_sleepers", count=2)
-    init = box.namespace_init() or psutil.Process(box.pid)
+    verdict.require_own_namespace("pid", sandbox, host)
+    sandbox.probe("spawn_sleepers", count=2)
+    init = sandbox.namespace_init() or psutil.Process(sandbox.pid)
     processes = [init, *init.children(recursive=True)]
-    box.end()
-    init_exited = not await_exit([init], box.timeout)
+    sandbox.end()
+    init_exited = not await_exit([init], sandbox.timeout)
     survivors = [p for p in processes if running(p)]
     try:
         verdict.expect(

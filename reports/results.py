@@ -37,6 +37,8 @@ def plain(text: Any, limit: int = 0) -> str:
     value = str(text)
     if limit and len(value) > limit:
         value = value[:limit] + "..."
+    if value.isprintable():
+        return value
     return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in value)
 
 

@@ -102,6 +102,20 @@ def test_unwritable_report_dir_is_a_usage_error_at_start(run_suite, pytester) ->
     assert "passed" not in run.output
 
 
+def test_option_value_after_a_space_that_misleads_pytest_is_a_usage_error(tmp_path: Path) -> None:
+    """`--report-dir DIR`, DIR an existing directory outside the project: pytest takes DIR for a path to test
+    while it chooses its rootdir (before it knows the option) and so finds no configuration; instead of
+    running whatever it then finds, the session stops saying to write `--report-dir=DIR`, which works."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "--namespaces", "uts"]
+    spaced = subprocess.run([*command, "--report-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert spaced.returncode == pytest.ExitCode.USAGE_ERROR, spaced.stdout
+    assert f"pytest took {tmp_path} for its rootdir" in spaced.stderr
+    assert f"write --report-dir={tmp_path}" in spaced.stderr
+    joined = subprocess.run([*command, f"--report-dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+    assert joined.returncode == pytest.ExitCode.OK, joined.stderr
+    assert "isolation_checks/uts.py::test_hostname_private[uts]" in joined.stdout
+
+
 def test_xdist_run_writes_every_report_from_the_controller_only(tmp_path: Path) -> None:
     """A real `-n 2` run: both workers run checks, the controller alone writes the four reports (each
     once, no temporary file left), they hold every result, and Chromium shows every check's name."""

@@ -5,7 +5,9 @@
 (a) the full default native matrix, wall time with -n auto
 (b) the floor: the same number of bare `unshare ... python3 -S -c pass` sandboxes spread over the
     cores, plus pytest's own cost for a trivial parametrized test with the same item count (-n auto)
-(c) one sandbox's start-up (made, probe answering) against that unshare + python reference
+    (a) and (b) are taken in turns, 3 rounds (--quick) or 5, and each is the median of its rounds
+(c) one sandbox's start-up (made, probe answering) against that unshare + python reference, with the
+    session's fork server as in a run (and without it, as outside a session)
 (d) peak RSS of an xdist worker
 (e) --runtime bwrap over the whole catalogue against bwrap's bare start-up, per combination
 (f) growth: 3, 6 and 8 namespaces (8, 64 and 256 combinations)
@@ -29,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fixtures import forkserver  # noqa: E402
 from fixtures.native import NativeRuntime  # noqa: E402
 from fixtures.sandbox import Sandbox  # noqa: E402
 
@@ -64,7 +67,7 @@ def suite(work: Path, name: str, *args: str, env: dict[str, str] | None = None) 
     """Wall time of a conformance run, and how many results it reported."""
     report_dir = work / name
     seconds = wall(  # a failed check is a result here (bwrap's violations), not a failed benchmark
-        [*PYTEST, "-n", "auto", "--report-dir", str(report_dir), *args],
+        [*PYTEST, "-n", "auto", f"--report-dir={report_dir}", *args],
         ok=(0, 1),
         cwd=ROOT,
         env={**os.environ, **(env or {})},
@@ -82,11 +85,13 @@ def spread(cmd: list[str], count: int) -> float:
 
 
 def trivial_pytest(work: Path, items: int) -> float:
+    """pytest's own cost (xdist's included, nsconform's plugin not loaded) for `items` trivial tests."""
     test = work / "test_trivial.py"
     test.write_text(
         f"import pytest\n\n@pytest.mark.parametrize('i', range({items}))\ndef test_item(i):\n    assert i >= 0\n"
     )
-    return wall([*PYTEST, "-n", "auto", "-c", os.devnull, "--rootdir", str(work), str(test)], cwd=work)
+    command = [*PYTEST, "-p", "no:nsconform", "-n", "auto", "-c", os.devnull, "--rootdir", str(work), str(test)]
+    return wall(command, cwd=work)
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -119,15 +124,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; growth up to 6 namespaces; no bwrap")
     quick = parser.parse_args().quick
     repeat = 10 if quick else 30
+    rounds = 3 if quick else 5
     figures: dict[str, object] = {"quick": quick, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="nsc-bench-") as tmp:
         work = Path(tmp)
-        matrix_s, items = suite(work, "matrix")
-        combos = 64
-        floor_sandboxes = spread(REFERENCE, combos)
-        floor_pytest = trivial_pytest(work, items)
+        # matrix and floor taken in turns, the median of each: a noisy moment on the machine hits both alike
+        combos, matrix, sandboxes, pytest_only = 64, [], [], []
+        for _ in range(rounds):
+            seconds, items = suite(work, "matrix")
+            matrix.append(seconds)
+            sandboxes.append(spread(REFERENCE, combos))
+            pytest_only.append(trivial_pytest(work, items))
+        matrix_s, floor_sandboxes, floor_pytest = map(statistics.median, (matrix, sandboxes, pytest_only))
         figures.update(
             matrix_s=round(matrix_s, 3),
+            matrix_runs_s=[round(x, 3) for x in matrix],
             items=items,
             combinations=combos,
             floor_sandboxes_s=round(floor_sandboxes, 3),
@@ -140,12 +151,24 @@ def main() -> None:
             f"({floor_sandboxes:.2f} s sandboxes + {floor_pytest:.2f} s pytest); ratio {figures['ratio']}"
         )
 
-        startup = median_ms(one_sandbox, repeat)
+        with forkserver.serving(10) as server:  # as in a session: its fork server started once, before
+            t0 = time.perf_counter()
+            server.start()
+            server_ms = (time.perf_counter() - t0) * 1000
+            startup = median_ms(one_sandbox, repeat)
+        cold = median_ms(one_sandbox, repeat)  # outside a session: each sandbox starts its own interpreter
         reference = median_ms(lambda: subprocess.run(REFERENCE, check=True), repeat)
         figures.update(
-            startup_ms=round(startup, 1), reference_ms=round(reference, 1), startup_ratio=round(startup / reference, 2)
+            startup_ms=round(startup, 1),
+            reference_ms=round(reference, 1),
+            startup_ratio=round(startup / reference, 2),
+            startup_without_fork_server_ms=round(cold, 1),
+            fork_server_start_ms=round(server_ms, 1),
         )
-        print(f"(c) one sandbox: {startup:.1f} ms vs reference {reference:.1f} ms ({figures['startup_ratio']}x)")
+        print(
+            f"(c) one sandbox: {startup:.1f} ms vs reference {reference:.1f} ms ({figures['startup_ratio']}x); "
+            f"{cold:.1f} ms without the session's fork server (started once in {server_ms:.1f} ms)"
+        )
 
         figures["peak_worker_rss_mb"] = round(peak_worker_rss_mb(work), 1)
         print(f"(d) peak worker RSS: {figures['peak_worker_rss_mb']} MB")

@@ -27,7 +27,7 @@ from fixtures.runtimes import bundled, resolve  # noqa: E402
 def run(runtime: str, report_dir: Path, extra: list[str]) -> dict:
     """The suite on `runtime` (pytest's own exit status is not ours: failed checks are results)."""
     command = [sys.executable, "-m", "pytest", "-q", "-n", "auto", "-p", "no:cacheprovider"]
-    command += ["--runtime", runtime, "--report-dir", str(report_dir), *extra]
+    command += [f"--runtime={runtime}", f"--report-dir={report_dir}", *extra]
     subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
     path = report_dir / "conformance.json"
     if not path.is_file():

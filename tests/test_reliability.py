@@ -57,8 +57,8 @@ class LeaveScratchDir:
     def __init__(self) -> None:
         self.path = ""
 
-    def pytest_sessionstart(self) -> None:
-        self.path = naming.scratch_dir("forgotten")
+    def pytest_runtest_setup(self) -> None:
+        self.path = self.path or naming.scratch_dir("forgotten")
 
 
 def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:

@@ -109,7 +109,7 @@ def test_option_value_after_a_space_that_misleads_pytest_is_a_usage_error(tmp_pa
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "--namespaces", "uts"]
     spaced = subprocess.run([*command, "--report-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert spaced.returncode == pytest.ExitCode.USAGE_ERROR, spaced.stdout
-    assert f"pytest took {tmp_path} for its rootdir" in spaced.stderr
+    assert f"instead of {ROOT} ({ROOT / 'pytest.ini'}), misled by an option value" in spaced.stderr
     assert f"write --report-dir={tmp_path}" in spaced.stderr
     joined = subprocess.run([*command, f"--report-dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
     assert joined.returncode == pytest.ExitCode.OK, joined.stderr

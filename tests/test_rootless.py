@@ -144,8 +144,43 @@ def safe_uid(proc: psutil.Process) -> int | None:
         return None
 
 
-def run_as(user: pwd.struct_passwd) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], list[str]]:
-    """The suite run by `user` from copies it can read; its result, report and what it left behind."""
+# Runs a command as UID:GID inside a user namespace of its own (UID and root mapped one to one) whose
+# user.max_user_namespaces is 0: there, that user may make no user namespace, as on a host that forbids them.
+WITHOUT_USER_NAMESPACES = """
+import ctypes, os, sys
+uid, gid, command = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+unshared_r, unshared_w = os.pipe()
+mapped_r, mapped_w = os.pipe()
+child = os.fork()
+if child == 0:
+    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        os._exit(97)
+    os.write(unshared_w, b"u")
+    os.read(mapped_r, 1)
+    with open("/proc/sys/user/max_user_namespaces", "w") as limit:
+        limit.write("0")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    os.execv(command[0], command)
+os.read(unshared_r, 1)
+for name, ident in (("uid_map", uid), ("gid_map", gid)):
+    with open(f"/proc/{child}/{name}", "w") as f:
+        f.write(f"0 0 1\\n{ident} {ident} 1\\n")
+os.write(mapped_w, b"m")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+"""
+
+
+def without_user_namespaces(user: pwd.struct_passwd) -> list[str]:
+    return [sys.executable, "-c", WITHOUT_USER_NAMESPACES, str(user.pw_uid), str(user.pw_gid)]
+
+
+def run_as(
+    user: pwd.struct_passwd, prefix: list[str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], list[str]]:
+    """The suite run by `user` from copies it can read (started by `prefix`, by default setpriv as `user`);
+    its result, report and what it left behind."""
     tmp = Path(tempfile.gettempdir())
     before = traces(user, tmp)
     with scratch_dir("rootless", owner=(user.pw_uid, user.pw_gid)) as workspace:
@@ -165,7 +200,14 @@ def run_as(user: pwd.struct_passwd) -> tuple[subprocess.CompletedProcess[str], d
         # meanwhile, change; what this run leaves is checked below, for what the user can leave.
         args = ["-p", "no:cacheprovider", "-q", "-n", "2", "--basetemp", f"{workspace}/basetemp", "--no-host-audit"]
         done = subprocess.run(
-            [*as_user(user), os.path.realpath(sys.executable), "-m", "pytest", *args, "--report-dir", str(out)],
+            [
+                *(prefix or as_user(user)),
+                os.path.realpath(sys.executable),
+                "-m",
+                "pytest",
+                *args,
+                f"--report-dir={out}",
+            ],
             cwd=tree,
             env=env,
             capture_output=True,
@@ -219,3 +261,15 @@ def test_suite_runs_rootless(rootless_user: pwd.struct_passwd) -> None:
     assert all(r["reason"] for r in results if r["outcome"] == "skipped")
 
     assert not left, f"the rootless run left behind: {left}"
+
+
+def test_rootless_without_user_namespaces_is_a_usage_error(rootless_user: pwd.struct_passwd) -> None:
+    """1. the unprivileged user, where it may make no user namespace (max_user_namespaces 0 in a user
+    namespace of its own); 2. it runs the suite; 3. EXPECT a usage error that says why and what to do,
+    before any check: no report, nothing left behind"""
+    done, report, left = run_as(rootless_user, prefix=without_user_namespaces(rootless_user))
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "not root, and the kernel refuses this user a user namespace (No space left on device)" in done.stderr
+    assert "run as root, or allow unprivileged user namespaces" in done.stderr
+    assert not report
+    assert not left, f"the run left behind: {left}"

@@ -58,7 +58,8 @@ def test_nothing_of_the_server_outlives_its_session() -> None:
 
 def test_sandboxes_die_with_a_killed_server() -> None:
     """1. a sandbox of the server; 2. SIGKILL the server (as when its worker is killed)
-    3. EXPECT the sandbox's processes gone (PR_SET_PDEATHSIG) and its close quiet, status SIGKILL"""
+    3. EXPECT the sandbox's processes gone (PR_SET_PDEATHSIG) and its close quiet, status SIGKILL
+    4. EXPECT the next sandbox from a server started afresh"""
     with forkserver.serving(10) as server:
         box = Sandbox(NativeRuntime().launch(SIX), 10)
         inside = [psutil.Process(box.process.pid), psutil.Process(box.pid)]
@@ -67,4 +68,7 @@ def test_sandboxes_die_with_a_killed_server() -> None:
         assert not await_exit(inside, 10)
         box.close()
         assert box.process.returncode == -signal.SIGKILL
+        with Sandbox(NativeRuntime().launch(SIX), 10) as again:
+            assert again.probe("identity")["pid"] == 1
+            assert server.generation == 2
     assert not tagged_processes()

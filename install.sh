@@ -10,7 +10,7 @@ DEBIAN_PACKAGES=(
   python3 python3-venv python3-pip ca-certificates   # the harness; the probe runs on /usr/bin/python3
   util-linux iproute2 procps                         # unshare(1) for the unshare profile; ip for humans only
   bubblewrap runc crun podman uidmap busybox-static  # the runtimes of profiles/
-  docker.io                                          # profiles/docker.toml and --attach to a container (tests start their own dockerd)
+  docker.io                                          # profiles/docker.toml and --nsc-attach to a container (tests start their own dockerd)
   chromium                                           # renders conformance.html in the project's tests
 )
 missing=()
@@ -37,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q --config-settings editable_mode=compat -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev]'
 
 # Bytecode caches of the harness, pytest's assertion-rewritten ones included (pip compiled the rest).
 # Where PYTHONDONTWRITEBYTECODE is set, as on these machines, no run writes them, and every pytest

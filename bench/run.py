@@ -9,7 +9,7 @@
 (c) one sandbox's start-up (made, probe answering) against that unshare + python reference, with the
     session's fork server as in a run (and without it, as outside a session)
 (d) peak RSS of an xdist worker
-(e) --runtime bwrap over the whole catalogue against bwrap's bare start-up, per combination
+(e) --nsc-runtime bwrap over the whole catalogue against bwrap's bare start-up, per combination
 (f) growth: 3, 6 and 8 namespaces (8, 64 and 256 combinations)
 The last line printed is one JSON object with all figures (matrix_s, floor_s, ratio ...).
 """
@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fixtures import forkserver  # noqa: E402
-from fixtures.native import NativeRuntime  # noqa: E402
-from fixtures.sandbox import Sandbox  # noqa: E402
+from nsconform.sandbox import forkserver  # noqa: E402
+from nsconform.sandbox.native import NativeRuntime  # noqa: E402
+from nsconform.sandbox.sandbox import Sandbox  # noqa: E402
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 REFERENCE = [
@@ -67,7 +67,7 @@ def suite(work: Path, name: str, *args: str, env: dict[str, str] | None = None) 
     """Wall time of a conformance run, and how many results it reported."""
     report_dir = work / name
     seconds = wall(  # a failed check is a result here (bwrap's violations), not a failed benchmark
-        [*PYTEST, "-n", "auto", f"--report-dir={report_dir}", *args],
+        [*PYTEST, "-n", "auto", f"--nsc-report-dir={report_dir}", *args],
         ok=(0, 1),
         cwd=ROOT,
         env={**os.environ, **(env or {})},
@@ -174,7 +174,7 @@ def main() -> None:
         print(f"(d) peak worker RSS: {figures['peak_worker_rss_mb']} MB")
 
         if not quick and shutil.which("bwrap") and (ROOT / "profiles" / "bwrap.toml").exists():
-            bwrap_s, bwrap_items = suite(work, "bwrap", "--runtime", "bwrap")
+            bwrap_s, bwrap_items = suite(work, "bwrap", "--nsc-runtime", "bwrap")
             bare = median_ms(lambda: subprocess.run(BWRAP_BARE, check=True), repeat)
             figures.update(bwrap_matrix_s=round(bwrap_s, 3), bwrap_items=bwrap_items, bwrap_bare_ms=round(bare, 1))
             print(f"(e) bwrap: {bwrap_s:.2f} s for {bwrap_items} results; bare bwrap start-up {bare:.1f} ms")
@@ -182,7 +182,7 @@ def main() -> None:
         growth = {}
         for namespaces in ("uts,pid,ipc", SIX, *(() if quick else ("uts,pid,mnt,ipc,net,user,cgroup,time",))):
             count = 2 ** len(namespaces.split(","))
-            growth[count] = round(suite(work, f"growth{count}", "--namespaces", namespaces)[0], 3)
+            growth[count] = round(suite(work, f"growth{count}", "--nsc-namespaces", namespaces)[0], 3)
         figures["growth_s"] = growth
         print(f"(f) growth (combinations: seconds): {growth}")
     print(json.dumps(figures))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.host import Host
-from fixtures.sandbox import Sandbox
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host.observe import Host
+from nsconform.sandbox.sandbox import Sandbox
 
 
 @guarantee("cgroup", "any")

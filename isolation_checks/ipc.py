@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import naming
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.host import Host
-from fixtures.sandbox import Sandbox
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host.observe import Host
+from nsconform.hygiene import naming
+from nsconform.sandbox.sandbox import Sandbox
 
 KINDS = ("shm", "sem", "msg")
 

@@ -6,12 +6,13 @@ import errno
 
 import pytest
 
-from fixtures import mounts, naming
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.declared import Expect
-from fixtures.host import Host
-from fixtures.mounts import MountScratch
-from fixtures.sandbox import Sandbox
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host import mounts
+from nsconform.host.mounts import MountScratch
+from nsconform.host.observe import Host
+from nsconform.hygiene import naming
+from nsconform.runtimes.declared import Expect
+from nsconform.sandbox.sandbox import Sandbox
 
 
 @guarantee("mnt", "any")

@@ -8,20 +8,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fixtures import naming
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.host import Host
-from fixtures.sandbox import Sandbox
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host.observe import Host
+from nsconform.hygiene import naming
+from nsconform.sandbox.sandbox import Sandbox
 
-if TYPE_CHECKING:  # fixtures.veth imports pyroute2 (~0.1 s): only the checks that make a veth load it
-    from fixtures.veth import Veth
+if TYPE_CHECKING:  # nsconform.host.veth imports pyroute2 (~0.1 s): only the checks that make a veth load it
+    from nsconform.host.veth import Veth
 
 LOOPBACK = "127.0.0.1"
 SYSCTL = "net.ipv4.ip_forward"
 
 
 def own_link(name: str) -> bool:
-    """A link the harness itself made (a veth of fixtures.veth), not one of the sandbox's own."""
+    """A link the harness itself made (a veth of nsconform.host.veth), not one of the sandbox's own."""
     return naming.owner_of(name) is not None
 
 
@@ -187,7 +187,7 @@ def test_veth_vanishes_with_sandbox(
     """When the sandbox ends, its network namespace ends with it: a veth moved inside vanishes from the host."""
     # 1. the combination's sandbox (this check ends it) with its veth pair; 2. watch the host's links, end it
     # 3. EXPECT no process left in its network namespace, and the host's end of the pair deleted by the kernel
-    from fixtures.veth import LinkEvents, deleted
+    from nsconform.host.veth import LinkEvents, deleted
 
     verdict.require_own_namespace("net", sandbox, host)
     pair = veth(sandbox)

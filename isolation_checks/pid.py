@@ -8,9 +8,9 @@ import os
 import psutil
 import pytest
 
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.host import Host
-from fixtures.sandbox import Sandbox, await_exit
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host.observe import Host
+from nsconform.sandbox.sandbox import Sandbox, await_exit
 
 
 @guarantee("pid", "any")

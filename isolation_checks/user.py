@@ -9,10 +9,10 @@ from collections.abc import Iterable, Sequence
 import psutil
 import pytest
 
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.declared import Expect
-from fixtures.host import Host
-from fixtures.sandbox import Sandbox
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host.observe import Host
+from nsconform.runtimes.declared import Expect
+from nsconform.sandbox.sandbox import Sandbox
 
 
 @guarantee("user", "any")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import naming
-from fixtures.catalogue import Verdict, guarantee
-from fixtures.declared import Expect
-from fixtures.host import Host
-from fixtures.sandbox import Sandbox
+from nsconform.guarantees import Verdict, guarantee
+from nsconform.host.observe import Host
+from nsconform.hygiene import naming
+from nsconform.runtimes.declared import Expect
+from nsconform.sandbox.sandbox import Sandbox
 
 
 @guarantee("uts", "any")

@@ -1,9 +1,9 @@
 """Run the conformance suite once per runtime and print a markdown table: namespace x runtime -> verdict.
 
     .venv/bin/python scripts/runtime_table.py                   # native and the bundled profiles
-    .venv/bin/python scripts/runtime_table.py runc my.toml -- --namespaces uts,pid
+    .venv/bin/python scripts/runtime_table.py runc my.toml -- --nsc-namespaces uts,pid
 
-Each runtime runs with its default --combinations (every combination it can build, else the one it
+Each runtime runs with its default --nsc-combinations (every combination it can build, else the one it
 declares); each run's reports land in REPORT_DIR/<runtime>/ (default reports/runtimes/). Arguments
 after `--` go to every pytest run. Below the table: the host, each runtime's version, and for every
 `violated` or `error` cell the checks behind it.
@@ -21,13 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fixtures.runtimes import bundled, resolve  # noqa: E402
+from nsconform.runtimes.runtime import bundled, resolve  # noqa: E402
 
 
 def run(runtime: str, report_dir: Path, extra: list[str]) -> dict:
     """The suite on `runtime` (pytest's own exit status is not ours: failed checks are results)."""
     command = [sys.executable, "-m", "pytest", "-q", "-n", "auto", "-p", "no:cacheprovider"]
-    command += [f"--runtime={runtime}", f"--report-dir={report_dir}", *extra]
+    command += [f"--nsc-runtime={runtime}", f"--nsc-report-dir={report_dir}", *extra]
     subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
     path = report_dir / "conformance.json"
     if not path.is_file():
@@ -85,7 +85,7 @@ def findings(reports: dict[str, dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runtimes", nargs="*", help="native, bundled profile names or profile files (default: all)")
-    parser.add_argument("--report-dir", type=Path, default=ROOT / "reports" / "runtimes")
+    parser.add_argument("--nsc-report-dir", type=Path, default=ROOT / "reports" / "runtimes")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
     runtimes = args.runtimes or ["native", *bundled()]

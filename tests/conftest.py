@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.settings import SETTINGS
+from nsconform.settings import SETTINGS
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,9 +86,9 @@ def run_suite(pytester: pytest.Pytester):
             str(ROOT),
             "-p",
             "no:cacheprovider",
-            "--report-dir",
+            "--nsc-report-dir",
             str(report_dir),
-            *(() if audit else ("--no-host-audit",)),
+            *(() if audit else ("--nsc-no-host-audit",)),
             *args,
             plugins=list(plugins),
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fixtures.profiles import parse
-from fixtures.runtimes import ProfileRuntime
+from nsconform.runtimes.profiles import parse
+from nsconform.runtimes.runtime import ProfileRuntime
 
 DECLARED_HOSTNAME = "nsconform-declared"
 

@@ -1,4 +1,4 @@
-"""--attach PID: the verdicts of the same isolation launched, nothing left in the target, clear errors."""
+"""--nsc-attach PID: the verdicts of the same isolation launched, nothing left in the target, clear errors."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 import psutil
 import pytest
 
-from fixtures import naming
-from fixtures.attach import AttachRuntime, Target
-from fixtures.namespaces import DEFAULT
-from fixtures.native import NativeRuntime
-from fixtures.sandbox import Sandbox, SandboxError
-from reports.results import Result, summarize
+from nsconform.hygiene import naming
+from nsconform.namespaces import DEFAULT
+from nsconform.report.results import Result, summarize
+from nsconform.sandbox.attach import AttachRuntime, Target
+from nsconform.sandbox.native import NativeRuntime
+from nsconform.sandbox.sandbox import Sandbox, SandboxError
 from tests.conftest import ROOT, SuiteRun
 from tests.runtime_profiles import unshare_fixed
 
@@ -104,11 +104,11 @@ def test_attach_gives_the_verdicts_of_the_same_isolation_launched(
     same isolation launched through an unshare profile gets; the target is as it was before."""
     require_unshare()
     before = target_state(unshare_target)
-    attached = run_suite("--attach", str(unshare_target), CHECKS)
+    attached = run_suite("--nsc-attach", str(unshare_target), CHECKS)
     after = target_state(unshare_target)
     profile = tmp_path / "unshare-target.toml"
     profile.write_text(unshare_fixed(claims=CLAIMS, flags=UNSHARE_FLAGS, name="unshare-target"))
-    launched = run_suite(f"--runtime={profile}", CHECKS)
+    launched = run_suite(f"--nsc-runtime={profile}", CHECKS)
 
     assert attached.report["runtime"]["attach"] == {"pid": unshare_target, "claimed_from": "inodes"}
     assert attached.report["runtime"]["isolates"] == sorted(CLAIMS)
@@ -120,15 +120,17 @@ def test_attach_gives_the_verdicts_of_the_same_isolation_launched(
     # what does not run attached says why: not on a live target, or the harness's mounts are not in it
     for r in attached.report["results"]:
         if r["outcome"] == "skipped" and reference.get(r["check"]):
-            assert "--attach" in r["reason"] or "not visible inside" in r["reason"], r
+            assert "--nsc-attach" in r["reason"] or "not visible inside" in r["reason"], r
     assert after == before
 
 
 def test_attach_with_a_profile_takes_its_claims(unshare_target: int, run_suite, tmp_path: Path) -> None:
-    """With --runtime's profile, what it claims is checked: a claim the target does not keep is violated."""
+    """With --nsc-runtime's profile, what it claims is checked: a claim the target does not keep is violated."""
     profile = tmp_path / "claims-user.toml"
     profile.write_text(unshare_fixed(claims=[*CLAIMS, "user"], flags=UNSHARE_FLAGS, name="claims-user"))
-    run = run_suite("--attach", str(unshare_target), f"--runtime={profile}", "--namespaces", "uts,user", CHECKS)
+    run = run_suite(
+        "--nsc-attach", str(unshare_target), f"--nsc-runtime={profile}", "--nsc-namespaces", "uts,user", CHECKS
+    )
     assert run.report["runtime"]["attach"] == {"pid": unshare_target, "claimed_from": "profile"}
     assert run.verdicts() == {"uts": "conformant", "user": "violated"}
     assert run.outcomes("user.namespace_identity") == {"ipc+mnt+net+pid+user+uts": "failed"}
@@ -153,9 +155,9 @@ def test_attach_to_a_native_sandbox_with_a_user_namespace(native_target: Sandbox
     """Attached to a native sandbox's init, user namespace included, the verdicts are the native runtime's, and
     the target's own probe sees the same names, IPC objects, mounts, links and processes as before."""
     before = inside_state(native_target)
-    attached = run_suite("--attach", str(native_target.pid), CHECKS)
+    attached = run_suite("--nsc-attach", str(native_target.pid), CHECKS)
     after = inside_state(native_target)
-    launched = run_suite("--combinations", "singles", CHECKS)
+    launched = run_suite("--nsc-combinations", "singles", CHECKS)
     everything = ["ipc", "mnt", "net", "pid", "user", "uts"]
     assert attached.report["runtime"]["isolates"] == everything
     assert not [r for r in attached.report["results"] if r["outcome"] == "error"], attached.output
@@ -178,11 +180,11 @@ def test_bad_pids_are_usage_errors(run_suite) -> None:
         ("nginx", "not a process id"),
         (str(os.getpid()), "the harness itself"),
     ):
-        run = run_suite("--attach", value, CHECKS)
+        run = run_suite("--nsc-attach", value, CHECKS)
         assert run.ret == pytest.ExitCode.USAGE_ERROR and message in run.output, (value, run.output[-2000:])
         assert not run.report
     with subprocess.Popen(["sleep", "infinity"]) as sleeper:
-        run = run_suite("--attach", str(sleeper.pid), "--combinations", "all", CHECKS)
+        run = run_suite("--nsc-attach", str(sleeper.pid), "--nsc-combinations", "all", CHECKS)
         sleeper.kill()
     assert run.ret == pytest.ExitCode.USAGE_ERROR and "use declared" in run.output
 
@@ -204,7 +206,7 @@ def test_a_target_that_exits_mid_run_gives_errors_not_verdicts(unshare_target: i
                 assert not psutil.wait_procs(members, timeout=10)[1]
 
     ending = EndTarget()
-    run = run_suite("--attach", str(unshare_target), CHECKS, plugins=(ending,))
+    run = run_suite("--nsc-attach", str(unshare_target), CHECKS, plugins=(ending,))
     ran = {r["id"]: r for r in run.report["results"] if r["outcome"] != "skipped"}
     assert ran.pop(ending.first)["outcome"] == "passed"
     assert ran and all(r["outcome"] == "error" for r in ran.values()), [(r["id"], r["outcome"]) for r in ran.values()]

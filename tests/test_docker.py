@@ -1,4 +1,4 @@
-"""Docker, on an engine the test starts itself: the bundled profile, and --attach to a `docker run -d` container."""
+"""Docker, on an engine the test starts itself: the bundled profile, and --nsc-attach to a `docker run -d` container."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fixtures import naming, probe
-from fixtures.bundles import make_rootfs
+from nsconform.hygiene import naming
+from nsconform.inside import probe
+from nsconform.runtimes.bundles import make_rootfs
 from tests.conftest import ROOT
 from tests.test_attach import comparable, target_state
 
@@ -120,7 +121,7 @@ def test_docker_profile_keeps_what_it_claims(
 ) -> None:
     """docker run: every namespace it claims is conformant, no error, no container left."""
     monkeypatch.setenv("DOCKER_HOST", docker_host)
-    run = run_suite("--runtime", "docker", CHECKS)
+    run = run_suite("--nsc-runtime", "docker", CHECKS)
     assert not [r for r in run.report["results"] if r["outcome"] == "error"], run.output
     assert set(run.verdicts().values()) == {"conformant"}, run.output
     assert docker(docker_host, "ps", "--all", "--quiet") == ""
@@ -129,7 +130,7 @@ def test_docker_profile_keeps_what_it_claims(
 def test_attach_to_a_container_gives_the_profile_verdicts(
     docker_host: str, image: str, run_suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`docker inspect -f {{.State.Pid}}` then --attach: the verdicts and every check that runs are those of the
+    """`docker inspect -f {{.State.Pid}}` then --nsc-attach: the verdicts and every check that runs are those of the
     docker profile's own sandboxes, and the container is as it was before."""
     monkeypatch.setenv("DOCKER_HOST", docker_host)
     container = docker(
@@ -140,11 +141,11 @@ def test_attach_to_a_container_gives_the_profile_verdicts(
     try:
         pid = int(docker(docker_host, "inspect", "--format", "{{.State.Pid}}", container))
         before = target_state(pid)
-        attached = run_suite("--attach", str(pid), "--runtime", "docker", CHECKS)
+        attached = run_suite("--nsc-attach", str(pid), "--nsc-runtime", "docker", CHECKS)
         after = target_state(pid)
     finally:
         docker(docker_host, "rm", "--force", container)
-    launched = run_suite("--runtime", "docker", CHECKS)
+    launched = run_suite("--nsc-runtime", "docker", CHECKS)
     assert attached.report["runtime"]["attach"] == {"pid": pid, "claimed_from": "profile"}
     assert not [r for r in attached.report["results"] if r["outcome"] == "error"], attached.output
     assert attached.verdicts() == launched.verdicts()

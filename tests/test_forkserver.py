@@ -7,9 +7,10 @@ import signal
 
 import psutil
 
-from fixtures import forkserver, naming
-from fixtures.native import NativeRuntime
-from fixtures.sandbox import Sandbox, await_exit
+from nsconform.hygiene import naming
+from nsconform.sandbox import forkserver
+from nsconform.sandbox.native import NativeRuntime
+from nsconform.sandbox.sandbox import Sandbox, await_exit
 
 SIX = frozenset({"uts", "pid", "mnt", "ipc", "net", "user"})
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import hostfacts
+from nsconform.report import hostfacts
 
 CONFIG = """\
 CONFIG_NAMESPACES=y

@@ -1,4 +1,4 @@
-"""`python -m reports.merge`: many hosts' reports in one compatibility matrix (HTML and Markdown)."""
+"""`nsconform-merge`: many hosts' reports in one compatibility matrix (HTML and Markdown)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reports import merge
+from nsconform.report import merge
 from tests.chromium import dump_dom
 from tests.conftest import ROOT
 from tests.reportdata import HOSTILE, recorded
@@ -67,7 +67,7 @@ def test_merge_command_writes_html_and_markdown(tmp_path: Path) -> None:
     (tmp_path / "a" / "conformance.json").write_text(json.dumps(recorded()))
     (tmp_path / "b" / "conformance.json").write_text(json.dumps(other_host()))
     out = tmp_path / "matrix"
-    command = [sys.executable, "-m", "reports.merge", str(out), str(tmp_path / "a" / "conformance.json")]
+    command = [sys.executable, "-m", "nsconform.report.merge", str(out), str(tmp_path / "a" / "conformance.json")]
     done = subprocess.run([*command, str(tmp_path / "b")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(out / "matrix.html"), str(out / "matrix.md")]
@@ -81,7 +81,7 @@ def test_merge_command_writes_html_and_markdown(tmp_path: Path) -> None:
 def test_merge_command_rejects_what_is_not_a_report(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema": "junit"}')
-    command = [sys.executable, "-m", "reports.merge", str(tmp_path / "out"), str(bad)]
+    command = [sys.executable, "-m", "nsconform.report.merge", str(tmp_path / "out"), str(bad)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"report {bad}: schema 'junit', not 'nsconform/1'" in done.stderr

@@ -17,11 +17,11 @@ from contextlib import contextmanager, nullcontext, suppress
 import psutil
 import pytest
 
-import isolation_checks
-from fixtures import naming
-from fixtures.catalogue import spec_of
-from fixtures.host import Host
-from fixtures.native import NativeRuntime
+import nsconform.isolation_checks as isolation_checks
+from nsconform.guarantees import spec_of
+from nsconform.host.observe import Host
+from nsconform.hygiene import naming
+from nsconform.sandbox.native import NativeRuntime
 from tests.conftest import check_node
 from tests.runtime_profiles import hostname_runtime
 
@@ -64,7 +64,7 @@ def lingerers_killed() -> Iterator[None]:
                     proc.kill()
 
 
-# check, leaky runtime, --namespaces, combination, host-side setup for the run
+# check, leaky runtime, --nsc-namespaces, combination, host-side setup for the run
 CONTROLS = [
     ("uts.namespace_identity", omit("uts"), "uts", "uts", None),
     ("uts.namespace_identity", extra("uts"), "uts", "none", None),
@@ -152,7 +152,7 @@ def test_check_fails_on_leaky_sandbox(control: tuple, run_suite) -> None:
     """The check reports `failed` (a violation, not an error) on its leaky sandbox."""
     check, runtime, namespaces, combination, setup = control
     with setup() if setup else nullcontext():
-        run = run_suite("--namespaces", namespaces, check_node(check, combination), runtime=runtime)
+        run = run_suite("--nsc-namespaces", namespaces, check_node(check, combination), runtime=runtime)
     assert run.outcomes(check) == {combination: "failed"}, run.output
     assert run.report["summary"][spec_namespace(check)]["verdict"] == "violated"
 
@@ -161,14 +161,14 @@ def test_check_fails_on_leaky_sandbox(control: tuple, run_suite) -> None:
 def test_check_passes_on_sound_sandbox(control: tuple, run_suite) -> None:
     """The same check passes on the sound sandbox of the same combination: the failure is the leak's."""
     check, _, namespaces, combination, _ = control
-    run = run_suite("--namespaces", namespaces, check_node(check, combination), runtime=SOUND.get(check))
+    run = run_suite("--nsc-namespaces", namespaces, check_node(check, combination), runtime=SOUND.get(check))
     assert run.outcomes(check) == {combination: "passed"}, run.output
 
 
 def catalogue() -> dict[str, object]:
     checks = {}
     for module in pkgutil.iter_modules(isolation_checks.__path__):
-        mod = importlib.import_module(f"isolation_checks.{module.name}")
+        mod = importlib.import_module(f"nsconform.isolation_checks.{module.name}")
         for value in vars(mod).values():
             spec = spec_of(value) if callable(value) else None
             if spec is not None:

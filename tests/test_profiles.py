@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.bundles import oci_config
-from fixtures.declared import Expect
-from fixtures.profiles import ProfileError, parse
-from fixtures.runtimes import PROFILES_DIR, ProfileRuntime, RuntimeSpecError, bundled, resolve
-from fixtures.sandbox import SandboxError, probe_command
+from nsconform.inside import probe_command
+from nsconform.runtimes.bundles import oci_config
+from nsconform.runtimes.declared import Expect
+from nsconform.runtimes.profiles import ProfileError, parse
+from nsconform.runtimes.runtime import PROFILES_DIR, ProfileRuntime, RuntimeSpecError, bundled, resolve
+from nsconform.sandbox.sandbox import SandboxError
 from tests.conftest import ROOT
 
 HERE = Path("/profiles/test.toml")
@@ -187,22 +188,39 @@ def test_runtime_resolves_native_names_and_paths(tmp_path: Path) -> None:
 
 
 def test_bad_profile_stops_the_session_before_anything_runs(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    """pytest --runtime bad.toml: a usage error naming the file and the key; no check runs, no report."""
+    """pytest --nsc-runtime bad.toml: a usage error naming the file and the key; no check runs, no report."""
     bad = tmp_path / "bad.toml"
     bad.write_text(FIXED.replace('["uts"]', '["uts", "utz"]'))
     result = pytester.runpytest_subprocess(
         "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
-        "--report-dir", str(tmp_path / "reports"), "--runtime", str(bad), str(ROOT / "isolation_checks"),
+        "--nsc-report-dir", str(tmp_path / "reports"), "--nsc-runtime", str(bad), str(ROOT / "isolation_checks"),
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*profile {bad}: key `isolates`: unknown namespace utz*"])
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.parametrize("content", [b'name = "caf\xe9"\n', None], ids=["invalid-utf8", "unreadable"])
+def test_unreadable_profile_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, content: bytes | None) -> None:
+    """A profile that is not UTF-8 text, or that cannot be read (a directory named like one): usage error 4."""
+    bad = tmp_path / "bad.toml"
+    if content is None:
+        bad.mkdir()
+    else:
+        bad.write_bytes(content)
+    result = pytester.runpytest_subprocess(
+        "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
+        f"--nsc-report-dir={tmp_path / 'reports'}", f"--nsc-runtime={bad}", str(ROOT / "isolation_checks"),
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{bad}*"])
+    assert "Traceback" not in result.stderr.str()
+
+
 def test_unshare_matrix_builds_all_64_combinations(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess(
         "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider", "--collect-only", "-q",
-        "--runtime", "unshare", "--combinations", "all", str(ROOT / "isolation_checks" / "uts.py"),
+        "--nsc-runtime", "unshare", "--nsc-combinations", "all", str(ROOT / "isolation_checks" / "uts.py"),
     )  # fmt: skip
     ids = {line.rsplit("[", 1)[1] for line in result.outlines if "test_namespace_identity[" in line}
     assert len(ids) == 64
@@ -211,7 +229,7 @@ def test_unshare_matrix_builds_all_64_combinations(pytester: pytest.Pytester) ->
 def test_fixed_profile_runs_declared_only(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess(
         "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), "-p", "no:cacheprovider", "--collect-only", "-q",
-        "--runtime", "bwrap", "--combinations", "all", str(ROOT / "isolation_checks" / "uts.py"),
+        "--nsc-runtime", "bwrap", "--nsc-combinations", "all", str(ROOT / "isolation_checks" / "uts.py"),
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
@@ -219,7 +237,7 @@ def test_fixed_profile_runs_declared_only(pytester: pytest.Pytester) -> None:
 def test_missing_required_executable_skips_every_check_with_that_reason(run_suite, tmp_path: Path) -> None:
     profile = tmp_path / "absent.toml"
     profile.write_text(FIXED + 'requires = ["unshare", "nsconform-no-such-tool"]\n')
-    run = run_suite("--runtime", str(profile), "--namespaces", "uts", str(ROOT / "isolation_checks" / "uts.py"))
+    run = run_suite("--nsc-runtime", str(profile), "--nsc-namespaces", "uts", str(ROOT / "isolation_checks" / "uts.py"))
     reasons = {r["reason"] for r in run.report["results"] if r["outcome"] == "skipped"}
     assert {r["outcome"] for r in run.report["results"]} == {"skipped"}
     assert any(f"nsconform-no-such-tool not found on PATH (profile {profile}: requires)" in r for r in reasons), reasons

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from fixtures.declared import Expect
-from fixtures.native import NativeRuntime
+from nsconform.runtimes.declared import Expect
+from nsconform.sandbox.native import NativeRuntime
 from tests.conftest import check_node
 
 CHECK = "mnt.host_mount_does_not_propagate"
@@ -23,7 +23,7 @@ class SlaveNative(NativeRuntime):
 def test_declared_slave_propagation_holds(run_suite) -> None:
     """Mount and user isolated, a kept shared mount turns slave: a host mount reaches the sandbox, as declared."""
     runtime = SlaveNative(leaks=frozenset({"keep_propagation"}))
-    run = run_suite("--namespaces", "mnt,user", check_node(CHECK, "mnt+user"), runtime=runtime)
+    run = run_suite("--nsc-namespaces", "mnt,user", check_node(CHECK, "mnt+user"), runtime=runtime)
     assert run.outcomes(CHECK) == {"mnt+user": "passed"}, run.output
     (result,) = run.report["results"]
     assert result["evidence"]["declared_propagation"] == "slave"
@@ -31,6 +31,6 @@ def test_declared_slave_propagation_holds(run_suite) -> None:
 
 def test_declared_slave_propagation_missing(run_suite) -> None:
     """A sandbox whose mounts are all private fails a declaration of slave propagation."""
-    run = run_suite("--namespaces", "mnt", check_node(CHECK, "mnt"), runtime=SlaveNative())
+    run = run_suite("--nsc-namespaces", "mnt", check_node(CHECK, "mnt"), runtime=SlaveNative())
     assert run.outcomes(CHECK) == {"mnt": "failed"}, run.output
     assert "declares slave propagation" in run.report["results"][0]["reason"]

@@ -15,9 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fixtures import audit, naming, probe, reaper
-from fixtures.declared import Expect
-from fixtures.sandbox import Launch
+from nsconform.hygiene import audit, naming, reaper
+from nsconform.inside import probe
+from nsconform.runtimes.declared import Expect
+from nsconform.sandbox.sandbox import Launch
 from tests.conftest import ROOT
 
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
@@ -25,7 +26,7 @@ PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 
 def run_pytest(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*PYTEST, "--no-host-audit", *args],
+        [*PYTEST, "--nsc-no-host-audit", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -66,7 +67,7 @@ def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:
     leaver = LeaveScratchDir()
     try:
         run = run_suite(
-            "--namespaces",
+            "--nsc-namespaces",
             "uts",
             f"{ROOT}/isolation_checks/uts.py::test_namespace_identity",
             plugins=(leaver,),
@@ -87,7 +88,7 @@ def test_audit_is_clean_after_a_full_sound_run(run_suite, quiet_host) -> None:
 
 
 def test_no_host_audit_option_turns_it_off(run_suite) -> None:
-    run = run_suite("--namespaces", "uts", "--no-host-audit", f"{ROOT}/isolation_checks/uts.py")
+    run = run_suite("--nsc-namespaces", "uts", "--nsc-no-host-audit", f"{ROOT}/isolation_checks/uts.py")
     assert run.report["host_audit"]["checked"] is False
     assert "traces" not in run.report["host_audit"]
 
@@ -144,9 +145,9 @@ def test_sigkill_mid_run_then_rerun_leaves_the_host_as_before(tmp_path: Path, qu
             "tests.killpoint",
             "-n",
             "2",
-            "--namespaces",
+            "--nsc-namespaces",
             "uts,pid,ipc,mnt",
-            "--report-dir",
+            "--nsc-report-dir",
             str(tmp_path / "killed"),
         ],
         cwd=ROOT,
@@ -162,7 +163,7 @@ def test_sigkill_mid_run_then_rerun_leaves_the_host_as_before(tmp_path: Path, qu
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-    rerun = run_pytest("--namespaces", "uts", "--report-dir", str(tmp_path / "rerun"))
+    rerun = run_pytest("--nsc-namespaces", "uts", "--nsc-report-dir", str(tmp_path / "rerun"))
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert not psutil.pid_exists(sandbox_pid) or psutil.Process(sandbox_pid).status() == psutil.STATUS_ZOMBIE
     traces, _ = audit.split_runtime_findings(audit.difference(before, audit.snapshot()))
@@ -174,7 +175,17 @@ def test_a_killed_worker_does_not_leave_its_sandbox(tmp_path: Path) -> None:
     fifo = tmp_path / "killpoint"
     os.mkfifo(fifo)
     run = subprocess.Popen(
-        [*PYTEST, "-p", "tests.killpoint", "-n", "2", "--namespaces", "uts,pid", "--report-dir", str(tmp_path / "r")],
+        [
+            *PYTEST,
+            "-p",
+            "tests.killpoint",
+            "-n",
+            "2",
+            "--nsc-namespaces",
+            "uts,pid",
+            "--nsc-report-dir",
+            str(tmp_path / "r"),
+        ],
         cwd=ROOT,
         env={**os.environ, "NSCONFORM_KILLPOINT": str(fifo)},
         stdout=subprocess.PIPE,
@@ -244,9 +255,9 @@ def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite, qu
     script, reason = HOSTILE[behaviour]
     timeout = "1" if "within 1 s" in reason else "10"  # the hanging ones time out; the rest must not
     run = run_suite(
-        "--namespaces",
+        "--nsc-namespaces",
         "uts",
-        "--probe-timeout",
+        "--nsc-probe-timeout",
         timeout,
         f"{ROOT}/isolation_checks/uts.py",
         runtime=ScriptRuntime(script),
@@ -263,20 +274,20 @@ def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite, qu
 # -- bad input ------------------------------------------------------------------------------------
 
 BAD_INPUT = [
-    (["--namespaces", "uts,bogus"], "unknown namespace bogus"),
-    (["--namespaces", ""], "--namespaces is empty"),
-    (["--namespaces", ","], "--namespaces is empty"),
-    (["--combinations", "declared"], "needs a runtime profile"),
-    (["--probe-timeout", "0"], "--probe-timeout must be positive"),
-    (["--runtime", "no-such-runtime"], "no-such-runtime"),
-    (["--baseline", "/nonexistent/conformance.json"], "--baseline"),
+    (["--nsc-namespaces", "uts,bogus"], "unknown namespace bogus"),
+    (["--nsc-namespaces", ""], "--nsc-namespaces is empty"),
+    (["--nsc-namespaces", ","], "--nsc-namespaces is empty"),
+    (["--nsc-combinations", "declared"], "needs a runtime profile"),
+    (["--nsc-probe-timeout", "0"], "--nsc-probe-timeout must be positive"),
+    (["--nsc-runtime", "no-such-runtime"], "no-such-runtime"),
+    (["--nsc-baseline", "/nonexistent/conformance.json"], "--nsc-baseline"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) or "empty" for a, _ in BAD_INPUT])
 def test_bad_input_is_a_clear_usage_error(args: list[str], message: str, tmp_path: Path) -> None:
     """Each bad option stops the run before anything starts, with a message naming the problem."""
-    done = run_pytest(*args, "--report-dir", str(tmp_path / "r"))
+    done = run_pytest(*args, "--nsc-report-dir", str(tmp_path / "r"))
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
     assert message in done.stderr
     assert not (tmp_path / "r").exists()
@@ -289,7 +300,7 @@ def test_serial_and_parallel_runs_agree(tmp_path: Path) -> None:
     """Repeated runs, serial and with -n 2, give identical outcomes for every result."""
     runs = {}
     for name, extra in (("serial1", []), ("serial2", []), ("xdist1", ["-n", "2"]), ("xdist2", ["-n", "2"])):
-        done = run_pytest("--namespaces", "uts,pid,ipc", "--report-dir", str(tmp_path / name), *extra)
+        done = run_pytest("--nsc-namespaces", "uts,pid,ipc", "--nsc-report-dir", str(tmp_path / name), *extra)
         assert done.returncode == 0, done.stdout[-3000:]
         runs[name] = outcomes(tmp_path / name)
     first = runs.pop("serial1")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.native import NativeRuntime
-from reports.results import label
-from reports.writing import VIEWS
+from nsconform.report.results import label
+from nsconform.report.writing import VIEWS
+from nsconform.sandbox.native import NativeRuntime
 from tests.chromium import dump_dom
 from tests.conftest import ROOT, check_node
 
@@ -30,10 +30,10 @@ def saved(pytester: pytest.Pytester, name: str) -> Path:
 def test_leaky_runtime_against_sound_baseline_fails_and_names_regressions(run_suite, pytester) -> None:
     """Every uts result of a combination claiming uts regresses on a runtime that omits uts; the
     session fails, and each regression is named in the terminal, summary.md and conformance.json."""
-    sound = run_suite("--namespaces", "uts,ipc", SUITE)
+    sound = run_suite("--nsc-namespaces", "uts,ipc", SUITE)
     assert set(VIEWS) <= {p.name for p in (pytester.path / "reports").iterdir()}
     baseline = saved(pytester, "sound.json")
-    leaky = run_suite("--namespaces", "uts,ipc", "--baseline", str(baseline), SUITE, runtime=LEAKY_UTS)
+    leaky = run_suite("--nsc-namespaces", "uts,ipc", "--nsc-baseline", str(baseline), SUITE, runtime=LEAKY_UTS)
     expected = {
         label(r)
         for r in sound.report["results"]
@@ -53,9 +53,11 @@ def test_leaky_runtime_against_sound_baseline_fails_and_names_regressions(run_su
 
 def test_missing_result_fails_the_session_though_every_test_passed(run_suite, pytester) -> None:
     """Running less than the baseline ran: what is missing is a regression, and the session fails."""
-    run_suite("--namespaces", "uts", SUITE)
+    run_suite("--nsc-namespaces", "uts", SUITE)
     baseline = saved(pytester, "full.json")
-    partial = run_suite("--namespaces", "uts", "--baseline", str(baseline), check_node("uts.hostname_private", "uts"))
+    partial = run_suite(
+        "--nsc-namespaces", "uts", "--nsc-baseline", str(baseline), check_node("uts.hostname_private", "uts")
+    )
     assert partial.outcomes("uts.hostname_private") == {"uts": "passed"}
     assert "1 passed" in partial.output
     assert partial.ret == pytest.ExitCode.TESTS_FAILED
@@ -65,9 +67,9 @@ def test_missing_result_fails_the_session_though_every_test_passed(run_suite, py
 
 
 def test_fixed_runtime_lists_improvements_and_passes(run_suite, pytester) -> None:
-    run_suite("--namespaces", "uts", SUITE, runtime=LEAKY_UTS)
+    run_suite("--nsc-namespaces", "uts", SUITE, runtime=LEAKY_UTS)
     baseline = saved(pytester, "leaky.json")
-    fixed = run_suite("--namespaces", "uts", "--baseline", str(baseline), SUITE)
+    fixed = run_suite("--nsc-namespaces", "uts", "--nsc-baseline", str(baseline), SUITE)
     improved = {label(c) for c in fixed.report["baseline"]["improvements"]}
     assert fixed.ret == 0, fixed.output
     assert "uts.hostname_private[uts]" in improved and not fixed.report["baseline"]["regressions"]
@@ -86,9 +88,9 @@ def test_fixed_runtime_lists_improvements_and_passes(run_suite, pytester) -> Non
 def test_bad_baseline_is_a_usage_error_at_start(run_suite, pytester, content: str, message: str) -> None:
     path = pytester.path / "baseline.json"
     path.write_text(content)
-    run = run_suite("--namespaces", "uts", "--baseline", str(path))
+    run = run_suite("--nsc-namespaces", "uts", "--nsc-baseline", str(path))
     assert run.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"--baseline {path}: " in run.output and message in run.output
+    assert f"--nsc-baseline {path}: " in run.output and message in run.output
     assert run.report == {} and "passed" not in run.output
 
 
@@ -96,22 +98,27 @@ def test_unwritable_report_dir_is_a_usage_error_at_start(run_suite, pytester) ->
     """Reports under a regular file cannot be written: said at start, before any sandbox runs."""
     blocker = pytester.path / "a-file"
     blocker.write_text("")
-    run = run_suite("--namespaces", "uts", "--report-dir", str(blocker / "reports"))
+    run = run_suite("--nsc-namespaces", "uts", "--nsc-report-dir", str(blocker / "reports"))
     assert run.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"--report-dir {blocker / 'reports'}: {blocker} is not a directory" in run.output
+    assert f"--nsc-report-dir {blocker / 'reports'}: {blocker} is not a directory" in run.output
     assert "passed" not in run.output
 
 
 def test_option_value_after_a_space_that_misleads_pytest_is_a_usage_error(tmp_path: Path) -> None:
-    """`--report-dir DIR`, DIR an existing directory outside the project: pytest takes DIR for a path to test
-    while it chooses its rootdir (before it knows the option) and so finds no configuration; instead of
-    running whatever it then finds, the session stops saying to write `--report-dir=DIR`, which works."""
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "--namespaces", "uts"]
-    spaced = subprocess.run([*command, "--report-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
-    assert spaced.returncode == pytest.ExitCode.USAGE_ERROR, spaced.stdout
-    assert f"instead of {ROOT} ({ROOT / 'pytest.ini'}), misled by an option value" in spaced.stderr
-    assert f"write --report-dir={tmp_path}" in spaced.stderr
-    joined = subprocess.run([*command, f"--report-dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+    """`--nsc-report-dir DIR`, DIR an existing directory outside the project: pytest takes DIR for a path to test
+    while it chooses its rootdir (before it knows the option), and so finds no configuration. Instead of
+    running whatever it then finds (the project's own tests), the session stops: pytest itself where the
+    checkout's configuration, which enables nsconform, was not found; nsconform saying to write
+    `--nsc-report-dir=DIR` where the plugin was enabled anyway (`-p nsconform.plugin`). With '=', it works."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "--nsc-namespaces=uts"]
+    for enable in ([], ["-p", "nsconform.plugin"]):
+        spaced = subprocess.run(
+            [*command, *enable, "--nsc-report-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert spaced.returncode == pytest.ExitCode.USAGE_ERROR, spaced.stdout
+        assert "test_" not in spaced.stdout  # nothing was collected
+    assert f"write --nsc-report-dir={tmp_path}" in spaced.stderr
+    joined = subprocess.run([*command, f"--nsc-report-dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
     assert joined.returncode == pytest.ExitCode.OK, joined.stderr
     assert "isolation_checks/uts.py::test_hostname_private[uts]" in joined.stdout
 
@@ -121,7 +128,7 @@ def test_xdist_run_writes_every_report_from_the_controller_only(tmp_path: Path) 
     once, no temporary file left), they hold every result, and Chromium shows every check's name."""
     out, log = tmp_path / "reports", tmp_path / "writes.log"
     command = [sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider", "-p", "tests.writespy"]
-    command += ["--namespaces", "uts,pid", "--combinations", "singles", "--report-dir", str(out)]
+    command += ["--nsc-namespaces", "uts,pid", "--nsc-combinations", "singles", "--nsc-report-dir", str(out)]
     process = subprocess.Popen(
         command,
         cwd=ROOT,

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from fixtures.namespaces import combo_id
-from reports import htmlreport, junit, summary
-from reports.baseline import Baseline
-from reports.conformance import load_report
-from reports.page import COLOURS
-from reports.results import Result, label
-from reports.writing import VIEWS, write_atomic, write_reports
+from nsconform.namespaces import combo_id
+from nsconform.report import htmlreport, junit, summary
+from nsconform.report.baseline import Baseline
+from nsconform.report.conformance import load_report
+from nsconform.report.page import COLOURS
+from nsconform.report.results import Result, label
+from nsconform.report.writing import VIEWS, write_atomic, write_reports
 from tests import png
 from tests.chromium import dump_dom, screenshot
 from tests.reportdata import HOSTILE, RECORDED, recorded
@@ -75,7 +75,7 @@ def test_junit_has_one_case_per_result_with_evidence() -> None:
     root = ET.fromstring(junit.render(doc).encode())
     cases = root.findall("./testsuite/testcase")
     assert [c.get("name") for c in cases] == [label(r) for r in doc["results"]]
-    assert root.get("tests") == str(len(doc["results"]))
+    assert root.find("./testsuite").get("tests") == str(len(doc["results"]))
     for case, r in zip(cases, doc["results"], strict=True):
         assert case.get("classname") == f"nsconform.{r['namespace']}"
         tag = {"failed": "failure", "error": "error", "skipped": "skipped"}.get(r["outcome"])
@@ -84,8 +84,54 @@ def test_junit_has_one_case_per_result_with_evidence() -> None:
             body = case[0].text or ""
             assert r["reason"].split("\n")[0] in body
             assert all(key in body for key in r["evidence"])
-    assert int(root.get("failures")) == sum(r["outcome"] == "failed" for r in doc["results"])
-    assert int(root.get("errors")) == 1 and int(root.get("skipped")) == 1
+    suite = root.find("./testsuite")
+    assert int(suite.get("failures")) == sum(r["outcome"] == "failed" for r in doc["results"])
+    assert int(suite.get("errors")) == 1 and int(suite.get("skipped")) == 1
+
+
+def shape(root: ET.Element) -> dict[str, set[str]]:
+    """Each element's tag and the attribute names it carries, wherever it stands."""
+    found: dict[str, set[str]] = {}
+    for node in root.iter():
+        found.setdefault(node.tag, set()).update(node.attrib)
+    return found
+
+
+def test_junit_has_the_structure_pytest_writes(pytester: pytest.Pytester) -> None:
+    """pytest's own --junitxml on a session with a pass, a failure, an error and a skip: ours uses its
+    elements and no attribute it does not, and every test case has a time."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise OSError("no")
+
+        def test_pass(record_testsuite_property):
+            record_testsuite_property("runtime", "native")
+
+        def test_fail():
+            assert False
+
+        def test_error(broken):
+            pass
+
+        def test_skip():
+            pytest.skip("why")
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=pytest.xml", "-o", "junit_family=xunit2")
+    theirs = shape(ET.parse(pytester.path / "pytest.xml").getroot())
+    doc = recorded()
+    doc["baseline"] = {"file": "base.json", "regressions": [{**doc["results"][0], "now": "failed", "was": "passed"}]}
+    root = ET.fromstring(junit.render(doc).encode())
+    ours = shape(root)
+    assert set(ours) <= set(theirs)
+    for tag, attributes in ours.items():
+        assert attributes <= theirs[tag], f"{tag}: {attributes - theirs[tag]} not in pytest's junit.xml"
+    assert {"failure", "error", "skipped"} <= set(ours)
+    assert all(case.get("time") for case in root.iter("testcase"))
 
 
 def test_junit_escapes_what_xml_cannot_carry() -> None:
@@ -290,7 +336,7 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
     def full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("reports.writing.os.fsync", full)
+    monkeypatch.setattr("nsconform.report.writing.os.fsync", full)
     with pytest.raises(OSError, match="No space"):
         write_atomic(target, "new report\n" * 1000)
     assert target.read_text() == "old report\n"

@@ -26,7 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fixtures.host import scratch_dir
+from nsconform.host.observe import scratch_dir
 from tests.conftest import ROOT
 
 USER = "nsconform"
@@ -119,16 +119,13 @@ def copy_distribution(dist: metadata.Distribution, site: Path) -> None:
         shutil.copyfile(dist.locate_file(file), target)
 
 
-def copy_suite(tree: Path) -> None:
-    """The files a conformance run needs: its configuration and the packages pyproject.toml lists."""
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    ignore = shutil.ignore_patterns("__pycache__", "*.json", "*.xml", "*.html", "*.md", "*.png")
-    tree.mkdir()
-    for name in ("conftest.py", "pytest.ini", "pyproject.toml"):
-        shutil.copyfile(ROOT / name, tree / name)
-    for name in [*packages, "profiles"]:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, tree / name, ignore=ignore)
+def copy_package(site: Path) -> None:
+    """nsconform as a wheel installs it, from this checkout: each package's folder (pyproject.toml's
+    package-dir) copied to where its name puts it under `site`."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name, folder in sorted(setuptools["package-dir"].items()):
+        shutil.copytree(ROOT / folder, site.joinpath(*name.split(".")), ignore=ignore, dirs_exist_ok=True)
 
 
 def traces(user: pwd.struct_passwd, tmp: Path) -> set[str]:
@@ -179,36 +176,29 @@ def without_user_namespaces(user: pwd.struct_passwd) -> list[str]:
 def run_as(
     user: pwd.struct_passwd, prefix: list[str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], list[str]]:
-    """The suite run by `user` from copies it can read (started by `prefix`, by default setpriv as `user`);
-    its result, report and what it left behind."""
+    """The suite run by `user` with the `nsconform` command, from copies it can read (started by `prefix`,
+    by default setpriv as `user`); its result, report and what it left behind."""
     tmp = Path(tempfile.gettempdir())
     before = traces(user, tmp)
     with scratch_dir("rootless", owner=(user.pw_uid, user.pw_gid)) as workspace:
-        site, tree, out = Path(workspace, "site"), Path(workspace, "tree"), Path(workspace, "out")
+        site, out = Path(workspace, "site"), Path(workspace, "out")
         for dist in requirement_closure("nsconform").values():
-            if canonicalize_name(dist.metadata["Name"]) != "nsconform":  # the suite's own files come from tree
+            if canonicalize_name(dist.metadata["Name"]) != "nsconform":  # an editable install: copied below
                 copy_distribution(dist, site)
-        copy_suite(tree)
+        copy_package(site)
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": workspace,
             "LANG": "C.UTF-8",
-            "PYTHONPATH": f"{tree}:{site}",
+            "PYTHONPATH": str(site),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         # --no-host-audit: the audit compares the whole host, which the project's other tests, running
         # meanwhile, change; what this run leaves is checked below, for what the user can leave.
-        args = ["-p", "no:cacheprovider", "-q", "-n", "2", "--basetemp", f"{workspace}/basetemp", "--no-host-audit"]
+        args = ["-q", "-n", "2", "--basetemp", f"{workspace}/basetemp", "--no-host-audit", f"--report-dir={out}"]
         done = subprocess.run(
-            [
-                *(prefix or as_user(user)),
-                os.path.realpath(sys.executable),
-                "-m",
-                "pytest",
-                *args,
-                f"--report-dir={out}",
-            ],
-            cwd=tree,
+            [*(prefix or as_user(user)), os.path.realpath(sys.executable), "-m", "nsconform", *args],
+            cwd=workspace,
             env=env,
             capture_output=True,
             text=True,

@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fixtures import naming
-from fixtures.runtimes import resolve
-from fixtures.sandbox import Sandbox, pid_in_namespace
+from nsconform.hygiene import naming
+from nsconform.runtimes.runtime import PROFILES_DIR, resolve
+from nsconform.sandbox.sandbox import Sandbox, pid_in_namespace
 from tests.conftest import ROOT, SuiteRun
 
 # podman and runc change host-wide state while they run: tests that audit the host wait for them.
@@ -20,10 +20,10 @@ pytestmark = pytest.mark.usefixtures("host_perturbed")
 
 # Each bundled runtime with the combinations its test builds (a matrix or bundle: each namespace alone, none, all).
 RUNS = {
-    "unshare": ["--combinations", "singles"],
+    "unshare": ["--nsc-combinations", "singles"],
     "bwrap": [],
-    "runc": ["--combinations", "singles"],
-    "crun": ["--combinations", "singles"],
+    "runc": ["--nsc-combinations", "singles"],
+    "crun": ["--nsc-combinations", "singles"],
     "podman": [],
 }
 CHECKS = str(ROOT / "isolation_checks")
@@ -61,7 +61,7 @@ def failures(run: SuiteRun, outcome: str) -> list[str]:
 def test_bundled_runtime_runs_every_check_without_error(name: str, run_suite) -> None:
     """No `error` outcome; the runtime builds what it claims (every namespace identity passes); nothing is left."""
     require(name)
-    run = run_suite("--runtime", name, *RUNS[name], CHECKS)
+    run = run_suite("--nsc-runtime", name, *RUNS[name], CHECKS)
     assert run.report["runtime"]["name"] == name and run.report["results"], run.output
     assert not failures(run, "error")
     wrong = [
@@ -81,22 +81,22 @@ def test_declared_expectations_are_checked_on_real_runtimes(run_suite) -> None:
     """bwrap's declared hostname and unshare's declared id maps are each checked, and hold."""
     require("bwrap")
     require("unshare")
-    bwrap = run_suite("--runtime", "bwrap", "--namespaces", "uts", "-k", "hostname_as_declared", CHECKS)
+    bwrap = run_suite("--nsc-runtime", "bwrap", "--nsc-namespaces", "uts", "-k", "hostname_as_declared", CHECKS)
     assert bwrap.outcomes("uts.hostname_as_declared") == {"cgroup+ipc+mnt+net+pid+user+uts": "passed"}
-    unshare = run_suite("--runtime", "unshare", "--namespaces", "user,pid", "-k", "id_maps_as_declared", CHECKS)
+    unshare = run_suite("--nsc-runtime", "unshare", "--nsc-namespaces", "user,pid", "-k", "id_maps_as_declared", CHECKS)
     assert unshare.outcomes("user.id_maps_as_declared") == {"user": "passed", "pid+user": "passed"}
 
 
 def test_namespace_a_matrix_runtime_leaks_is_violated_and_no_other(run_suite, tmp_path: Path) -> None:
     """unshare whose uts flag does nothing: uts is violated, every other verdict is the sound profile's."""
     require("unshare")
-    sound_text = (ROOT / "profiles" / "unshare.toml").read_text()
+    sound_text = (PROFILES_DIR / "unshare.toml").read_text()
     leaky = tmp_path / "unshare-no-uts.toml"
     leaky.write_text(sound_text.replace('uts = ["--uts"]', 'uts = ["--fork"]'))
     # not ipc: ipc.sysv_objects_shared compares host-wide SysV objects, which parallel tests create and remove
-    args = ("--combinations", "singles", "--namespaces", "uts,pid,user")
-    sound = run_suite("--runtime", "unshare", *args, CHECKS)
-    broken = run_suite("--runtime", str(leaky), *args, CHECKS)
+    args = ("--nsc-combinations", "singles", "--nsc-namespaces", "uts,pid,user")
+    sound = run_suite("--nsc-runtime", "unshare", *args, CHECKS)
+    broken = run_suite("--nsc-runtime", str(leaky), *args, CHECKS)
     assert sound.verdicts()["uts"] == "conformant", failures(sound, "failed")
     assert broken.verdicts() == {**sound.verdicts(), "uts": "violated"}
     assert {r.split("::")[1].split("[")[0] for r in failures(broken, "failed") if "/uts.py" in r} >= {
@@ -113,7 +113,7 @@ def test_namespace_a_fixed_runtime_claims_but_lacks_is_violated_alone(run_suite,
         path = tmp_path / f"{name}.toml"
         path.write_text(f'name = "{name}"\ncommand = {["unshare", "--fork", *flags, "--"]}\n'.replace("'", '"'))
         path.write_text(path.read_text() + 'isolates = ["uts", "pid", "net"]\n')
-        verdicts[name] = run_suite("--runtime", str(path), "--namespaces", "uts,pid,net", CHECKS).verdicts()
+        verdicts[name] = run_suite("--nsc-runtime", str(path), "--nsc-namespaces", "uts,pid,net", CHECKS).verdicts()
     assert verdicts["sound"]["uts"] == verdicts["sound"]["pid"] == "conformant"
     assert verdicts["leaky"] == {**verdicts["sound"], "uts": "violated"}
 

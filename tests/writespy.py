@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import writing
+from nsconform.report import writing
 
 
 def pytest_configure(config: pytest.Config) -> None:

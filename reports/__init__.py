@@ -1,1 +1,0 @@
-"""Report writers of nsconform: conformance.json (CONTRACT) and the views built from it."""

@@ -1,0 +1,217 @@
+"""How a check is declared (as data) and how it states its verdict (EXPECT and ASSERT, with evidence).
+
+A check is a test function in isolation_checks/<namespace>.py, decorated with `guarantee`:
+
+    @guarantee("uts", "isolated")
+    def test_hostname_private(sandbox, host, verdict):
+        '''A hostname set inside the sandbox is not seen on the host.'''
+
+`when` says for which combinations the guarantee holds: "isolated" (the namespace is in the
+combination), "shared" (it is not) or "any" (both; the check reads `expected`). `needs` lists
+other namespaces the combination must isolate too, `needs_shared` ones it must share.
+`attach_unsafe` says why the check must not run on a live target joined with --nsc-attach (it changes
+what it cannot restore, ends processes, or rests on a premise a joined probe does not meet).
+`ends_sandbox` marks a check that ends the combination's sandbox to observe what its end does: it
+runs after the other checks of its combination, and the next check to need one gets a new sandbox.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from nsconform.hygiene import naming
+from nsconform.namespaces import ALL, Combination, combo_id
+
+F = TypeVar("F", bound=Callable[..., Any])
+VERDICT = pytest.StashKey["Verdict"]()  # a check's Verdict, on its item
+WHEN = ("isolated", "shared", "any")
+EVIDENCE_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    namespace: str
+    when: str
+    needs: frozenset[str] = frozenset()
+    needs_shared: frozenset[str] = frozenset()
+    rootful: bool = False  # needs real root on the host (not a rootless run)
+    attach_unsafe: str = ""  # why it does not run on a live target (--nsc-attach); empty: it does
+    declares: tuple[str, ...] = ()  # checks what the runtime declares: fields of its Expect, one at least set
+    ends_sandbox: bool = False  # ends the combination's sandbox: runs last among its combination's checks
+    name: str = ""
+    doc: str = ""
+
+    def applies(self, combination: Combination) -> bool:
+        if self.when == "isolated" and self.namespace not in combination:
+            return False
+        if self.when == "shared" and self.namespace in combination:
+            return False
+        return self.needs <= combination and not (self.needs_shared & combination)
+
+    def expected(self, combination: Combination) -> str:
+        return "isolated" if self.namespace in combination else "shared"
+
+    def describe_needs(self) -> str:
+        parts = [f"{self.namespace} {self.when}" if self.when != "any" else self.namespace]
+        parts += [f"{ns} isolated" for ns in sorted(self.needs)]
+        parts += [f"{ns} shared" for ns in sorted(self.needs_shared)]
+        return ", ".join(parts)
+
+
+def guarantee(
+    namespace: str,
+    when: str,
+    *,
+    needs: Iterable[str] = (),
+    needs_shared: Iterable[str] = (),
+    rootful: bool = False,
+    attach_unsafe: str = "",
+    declares: Iterable[str] = (),
+    ends_sandbox: bool = False,
+) -> Callable[[F], F]:
+    """Declare the decorated test function a check of `namespace`'s guarantee."""
+    if namespace not in ALL or when not in WHEN or not set(needs) | set(needs_shared) <= set(ALL):
+        raise ValueError(f"bad guarantee declaration: {namespace!r}, {when!r}, {needs!r}, {needs_shared!r}")
+
+    def declare(fn: F) -> F:
+        module = fn.__module__.rsplit(".", 1)[-1]
+        spec = Guarantee(
+            namespace=namespace,
+            when=when,
+            needs=frozenset(needs),
+            needs_shared=frozenset(needs_shared),
+            rootful=rootful,
+            attach_unsafe=attach_unsafe,
+            declares=tuple(declares),
+            ends_sandbox=ends_sandbox,
+            name=f"{module}.{fn.__name__.removeprefix('test_')}",
+            doc=inspect.getdoc(fn) or "",
+        )
+        if not spec.doc:
+            raise ValueError(f"{spec.name}: a check states its guarantee in its docstring")
+        return pytest.mark.nsconform_check(spec)(fn)
+
+    return declare
+
+
+def spec_of(item_or_function: Any) -> Guarantee | None:
+    """The Guarantee declared on a pytest item or test function, if any."""
+    getter = getattr(item_or_function, "get_closest_marker", None)
+    if getter is not None:
+        mark = getter("nsconform_check")
+        return mark.args[0] if mark else None
+    for mark in getattr(item_or_function, "pytestmark", []):
+        if mark.name == "nsconform_check":
+            return mark.args[0]
+    return None
+
+
+def short(value: Any) -> Any:
+    """Evidence stays short: long strings and lists are cut, with a note of how much."""
+    if isinstance(value, str):
+        return value if len(value) <= EVIDENCE_LIMIT else value[:EVIDENCE_LIMIT] + f"... ({len(value)} chars)"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+        if len(items) > 20:
+            return [short(v) for v in items[:20]] + [f"... ({len(items)} items)"]
+        return [short(v) for v in items]
+    if isinstance(value, dict):
+        return {str(k): short(v) for k, v in list(value.items())[:40]}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return short(str(value))
+
+
+@dataclass
+class Verdict:
+    """kselftest's EXPECT (note and go on) and ASSERT (stop now), with the evidence behind them."""
+
+    combination: Combination
+    expected: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def isolated(self) -> bool:
+        return self.expected == "isolated"
+
+    def note(self, **values: Any) -> None:
+        """Record what was seen, for the report."""
+        self.evidence.update({k: short(v) for k, v in values.items()})
+
+    def expect(self, ok: bool, message: str, **values: Any) -> bool:
+        """EXPECT: record a failed guarantee and carry on with the check."""
+        self.note(**values)
+        if not ok:
+            self.failures.append(message)
+        return ok
+
+    def require(self, ok: bool, message: str, **values: Any) -> None:
+        """ASSERT: a failed guarantee that makes the rest of the check meaningless."""
+        __tracebackhide__ = True
+        self.note(**values)
+        if not ok:
+            self.failures.append(message)
+            self.raise_failures()
+
+    def same_or_different(self, what: str, inside: Any, outside: Any) -> bool:
+        """EXPECT `inside` to differ from `outside` when isolated, to equal it when shared."""
+        relation = "differ from" if self.isolated else "equal"
+        return self.expect(
+            (inside != outside) == self.isolated,
+            f"{what}: expected the sandbox's to {relation} the host's (namespace {self.expected})",
+            **{f"{what} inside": inside, f"{what} on host": outside},
+        )
+
+    def expect_shared_view(self, what: str, inside: set[Any], host_before: set[Any], host_after: set[Any]) -> bool:
+        """EXPECT the sandbox to see what the host sees, bracketing the inside view by two host views.
+
+        Whatever the host held throughout must be seen inside, and nothing the host never held, so
+        that other processes creating or removing objects meanwhile cannot fake a difference. An
+        object named for another live harness process (a parallel worker) may also have come and
+        gone between the two host views: seen inside only, it is no difference either.
+        """
+        steady, ever = host_before & host_after, host_before | host_after
+        only_inside = {x for x in inside - ever if not naming.foreign(str(x))}
+        return self.expect(
+            steady <= inside and not only_inside,
+            f"the sandbox's {what} differ from the host's",
+            **{f"{what} only on host": steady - inside, f"{what} only inside": only_inside},
+        )
+
+    def expect_equal_fields(self, inside: dict[str, Any], outside: dict[str, Any], fields: tuple[str, ...]) -> None:
+        """EXPECT each of `fields` to read the same inside the sandbox as on the host (a shared namespace)."""
+        for name in fields:
+            self.expect(
+                inside[name] == outside[name],
+                f"the sandbox's {name} differs from the host's",
+                **{f"{name} inside": inside[name], f"{name} on host": outside[name]},
+            )
+
+    def identity(self, ns: str, sandbox: Any, host: Any) -> bool:
+        """First line of evidence: the namespace inode differs from the host's exactly when isolated."""
+        return self.same_or_different(f"{ns} namespace", sandbox.ns_inode(ns), host.ns_inode(ns))
+
+    def require_own_namespace(self, ns: str, sandbox: Any, host: Any) -> None:
+        """ASSERT the sandbox has its own `ns` namespace before a probe writes anything inside it.
+
+        Where the runtime only claims the namespace, a write inside would land on the host.
+        """
+        __tracebackhide__ = True
+        inside, outside = sandbox.ns_inode(ns), host.ns_inode(ns)
+        self.require(
+            inside != outside,
+            f"the sandbox shares the host's {ns} namespace (same inode), though {ns} is claimed isolated",
+            **{f"{ns} namespace inside": inside, f"{ns} namespace on host": outside},
+        )
+
+    def raise_failures(self) -> None:
+        __tracebackhide__ = True
+        if self.failures:
+            where = combo_id(self.combination)
+            raise AssertionError(f"[{where}] " + "; ".join(self.failures))

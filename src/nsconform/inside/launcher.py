@@ -1,0 +1,259 @@
+"""The native runtime's launcher: builds the namespaces in the probe's own interpreter, then serves.
+
+Sent over stdin after the probe's source (see nsconform/sandbox/native.py), so it has the probe's
+helpers in scope and needs no file of the checkout. Standard library only. The parent that
+stays outside a new PID namespace only relays the init's exit status.
+
+`config` (JSON, from argv): flags (CLONE_NEW* bits to unshare), namespaces (their names),
+uid_map and gid_map (lines: inside, outside, count), setgroups ("allow" or "deny"), and
+leaks: deliberate flaws for the negative controls in tests/ (never set by the harness):
+  host_proc     keep the host's /proc in a new PID+mount namespace
+  host_dev_shm  keep the host's /dev/shm in a new IPC+mount namespace
+  no_init_fork  unshare PID but serve from the unshared process itself, which is not PID 1
+  keep_propagation  leave the mount tree's propagation as inherited (shared stays shared)
+  lo_down       leave the loopback link of a new network namespace down
+  rename_host   give a new UTS namespace another hostname and domain name
+  no_caps       clear the probe's effective capabilities just before it serves (root inside a new
+                user namespace without that namespace's capabilities)
+  linger        leave behind a detached process in the sandbox's namespaces that outlives the sandbox
+                (until the harness process exits), pinning e.g. its network namespace
+
+A new time namespace gets TIME_OFFSET_S on its monotonic and boot-time clocks, written to
+/proc/self/timens_offsets between the unshare and the fork that makes its first member.
+
+`fork_server` runs the launcher from a fork server instead (nsconform/sandbox/forkserver.py): one such
+interpreter per harness process loads all this once and forks a child per sandbox, which then
+launches as above (an interpreter's start is most of a sandbox's cost, ~7 ms).
+"""
+
+import os
+
+try:  # in the sandbox these names come from the probe's source, sent just before this one
+    from nsconform.inside.probe import (
+        MS_NODEV,
+        MS_NOEXEC,
+        MS_NOSUID,
+        MS_PRIVATE,
+        MS_REC,
+        NAMESPACES,
+        checked,
+        codec,
+        dumps,
+        identity,
+        libc,
+        loads,
+        mount,
+        serve,
+        set_uts,
+    )
+except ImportError:
+    pass
+
+PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+SIOCSIFFLAGS = 0x8914
+IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
+TIME_OFFSET_S = 7 * 86400  # a new time namespace's clocks run a week ahead of the host's
+
+
+def write_file(path, text):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def write_id_maps(pid, config):
+    if config["setgroups"] == "deny":
+        write_file(f"/proc/{pid}/setgroups", "deny")
+    for name in ("uid_map", "gid_map"):
+        write_file(f"/proc/{pid}/{name}", "".join("{} {} {}\n".format(*line) for line in config[name]))
+
+
+def unshare_with_maps(config):
+    """unshare(flags); with a new user namespace, map it and become its root.
+
+    Only a process with CAP_SETUID in the parent user namespace may map more than its own
+    uid, so a privileged launcher leaves the writing to a helper child that stays outside.
+    """
+    c = libc()
+    if "user" not in config["namespaces"]:
+        checked(c.unshare(config["flags"]), "unshare")
+        return
+    if os.geteuid() != 0:
+        checked(c.unshare(config["flags"]), "unshare")
+        write_id_maps("self", config)
+    else:
+        gate_r, gate_w = os.pipe()
+        helper = os.fork()
+        if helper == 0:
+            os.close(gate_w)
+            os.read(gate_r, 1)
+            try:
+                write_id_maps(os.getppid(), config)
+            except OSError:
+                os._exit(1)
+            os._exit(0)
+        os.close(gate_r)
+        try:
+            checked(c.unshare(config["flags"]), "unshare")
+        finally:
+            os.close(gate_w)  # wakes the helper; it finds the namespace made or not
+        _, status = os.waitpid(helper, 0)
+        if status != 0:
+            raise OSError(1, "writing uid_map/gid_map of the new user namespace failed")
+    if config["setgroups"] == "allow":
+        os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def become_init():
+    """Fork into a new PID (or time) namespace; the parent relays the child's exit status."""
+    child = os.fork()
+    if child:
+        _, status = os.waitpid(child, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    libc().prctl(PR_SET_PDEATHSIG, 9)
+
+
+def loopback_up():
+    import ctypes
+
+    c = libc()
+    sock = checked(c.socket(2, 2, 0), "socket")  # AF_INET, SOCK_DGRAM
+    ifreq = ctypes.create_string_buffer(b"lo".ljust(16, b"\0") + IFF_UP_LOOPBACK_RUNNING.to_bytes(2, "little"), 40)
+    try:
+        checked(c.ioctl(sock, SIOCSIFFLAGS, ifreq), "SIOCSIFFLAGS lo")
+    finally:
+        os.close(sock)
+
+
+def drop_effective_caps():
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable; low then high words
+    checked(libc().capget(header, data), "capget")
+    data[0] = data[3] = 0
+    checked(libc().capset(header, data), "capset")
+
+
+def set_time_offsets():
+    """Offset the clocks of the new time namespace, before its first member exists.
+
+    Becoming root of a new user namespace made this process undumpable, which gives its /proc
+    files to the host's root: it is dumpable for the write only.
+    """
+    c = libc()
+    dumpable = c.prctl(PR_GET_DUMPABLE)
+    c.prctl(PR_SET_DUMPABLE, 1)
+    try:
+        write_file("/proc/self/timens_offsets", f"monotonic {TIME_OFFSET_S} 0\nboottime {TIME_OFFSET_S} 0\n")
+    finally:
+        c.prctl(PR_SET_DUMPABLE, dumpable)
+
+
+def linger(harness):
+    """Leak: a detached grandchild stays in the sandbox's namespaces until process `harness` exits."""
+    middle = os.fork()
+    if middle:
+        os.waitpid(middle, 0)
+        return
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    try:
+        import select
+
+        select.select([os.pidfd_open(harness)], [], [])
+    finally:
+        os._exit(0)
+
+
+def launch(config):
+    """Build the namespaces of `config` around this process, then serve the harness."""
+    namespaces = set(config["namespaces"])
+    leaks = set(config["leaks"])
+    harness = os.getppid()
+    libc().prctl(PR_SET_PDEATHSIG, 9)
+    unshare_with_maps(config)
+    libc().prctl(PR_SET_PDEATHSIG, 9)  # again: becoming root of a new user namespace cleared it
+    if "time" in namespaces:
+        set_time_offsets()
+    if "mnt" in namespaces and "keep_propagation" not in leaks:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+    if config["flags"] & (NAMESPACES["pid"] | NAMESPACES["time"]) and "no_init_fork" not in leaks:
+        become_init()
+    host_pid = identity()["nspid"][0]  # read through the host's /proc, before a fresh one hides it
+    if "mnt" in namespaces:
+        if "pid" in namespaces and "host_proc" not in leaks:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if "ipc" in namespaces and "host_dev_shm" not in leaks:
+            mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+            if os.path.isdir("/dev/mqueue"):
+                mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if "uts" in namespaces and "rename_host" in leaks:
+        set_uts(hostname="nsconform-leaky", domainname="nsconform-leaky")
+    if "net" in namespaces and "lo_down" not in leaks:
+        loopback_up()
+    if "linger" in leaks:
+        linger(harness)
+    os.chdir("/")
+    if "no_caps" in leaks:
+        drop_effective_caps()
+    serve({"host_pid": host_pid})
+
+
+def fork_server(control_fd):
+    """Serve the harness's requests on the SOCK_SEQPACKET socket `control_fd` until it closes.
+
+    `{"config": CONFIG}` with three fds (the sandbox's stdin, stdout, stderr): fork a child that
+    launches CONFIG on them; answers `{"pid": PID}`. `{"reap": PID}`, once the harness saw that child
+    exit (its pidfd): wait for it; answers `{"status": WAIT_STATUS}`. The children stay zombies until
+    reaped, so that their pids are not reused while the harness holds them.
+    """
+    import socket
+
+    libc().prctl(PR_SET_PDEATHSIG, 9)
+    codec()  # what every launch needs, loaded once
+    control = socket.socket(fileno=control_fd)
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 1 << 16, 3)
+        if not message:
+            os._exit(0)
+        request = loads(message.decode())
+        if "reap" in request:
+            try:
+                answer = {"status": os.waitpid(request["reap"], 0)[1]}
+            except ChildProcessError:
+                answer = {"status": None}
+        else:
+            child = os.fork()
+            if child == 0:
+                control.close()
+                launch_forked(request["config"], fds)
+            answer = {"pid": child}
+        for fd in fds:
+            os.close(fd)
+        control.send(dumps(answer).encode())
+
+
+def launch_forked(config, fds):
+    """In the fork server's child: take the sandbox's stdin, stdout and stderr, then launch; never returns."""
+    import sys
+
+    os.setsid()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdin, sys.stdout = open(0, closefd=False), open(1, "w", closefd=False)  # noqa: SIM115
+    try:
+        launch(config)
+    except BaseException as e:
+        os.write(2, f"launcher: {type(e).__name__}: {e}\n".encode())
+    os._exit(1)

@@ -1,0 +1,572 @@
+"""The probe: what runs inside a sandbox and reports what it sees and what it can do.
+
+Standard library only, no side effect on import, cheap to start: the harness sends this
+source over stdin to a world-readable interpreter (`/usr/bin/python3 -I -S`), because root
+inside a user namespace may map to a host uid that cannot read the checkout or the venv.
+The harness also imports it to take the same observations on the host side.
+
+Protocol, line-delimited JSON: the probe first writes `{"hello": {...}}`, then answers
+each request `{"op": NAME, "args": {...}}` with `{"ok": true, "result": ...}` or
+`{"ok": false, "errno": N, "error": TEXT}`. End of input or `{"op": "exit"}` ends it.
+"""
+
+import os
+import sys
+
+try:  # imported by the harness; sent into a sandbox, nsconform.inside.code writes this table in front
+    from nsconform.namespaces import CLONE_FLAGS as NAMESPACES
+except ImportError:
+    pass
+OPS = {}
+_libc = None
+_codec = None
+
+
+def op(fn):
+    """Register `fn` as a request the harness may send."""
+    OPS[fn.__name__] = fn
+    return fn
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def codec():
+    """JSON encoder and decoder, imported on first use (the fork server imports it once for all its sandboxes)."""
+    global _codec
+    if _codec is None:
+        import json
+
+        _codec = (json.dumps, json.loads)
+    return _codec
+
+
+def dumps(value):
+    return codec()[0](value)
+
+
+def loads(text):
+    return codec()[1](text)
+
+
+def checked(ret, what):
+    """Turn a libc -1 return into OSError with the errno."""
+    if ret == -1:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+MS_BIND, MS_REC, MS_PRIVATE, MS_SHARED = 0x1000, 0x4000, 0x40000, 0x100000
+MNT_DETACH = 2
+
+
+def mount(source, target, fstype, flags, data=None):
+    enc = [None if v is None else v.encode() for v in (source, target, fstype, data)]
+    checked(libc().mount(enc[0], enc[1], enc[2], flags, enc[3]), f"mount {fstype} on {target}")
+
+
+# -- observations -------------------------------------------------------------------------
+
+
+@op
+def ns_inodes(pid="self"):
+    """(device, inode) of every namespace of process `pid` that the kernel has."""
+    found = {}
+    for ns in NAMESPACES:
+        try:
+            st = os.stat(f"/proc/{pid}/ns/{ns}")
+        except OSError:
+            continue
+        found[ns] = [st.st_dev, st.st_ino]
+    return found
+
+
+@op
+def identity():
+    """Who and where the probe is: pids as seen here and in every ancestor pid namespace."""
+    nspid = []
+    for line in read_text("/proc/self/status").splitlines():
+        if line.startswith("NSpid:"):
+            nspid = [int(x) for x in line.split()[1:]]
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "nspid": nspid,
+        "proc_self": os.readlink("/proc/self"),
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "groups": os.getgroups(),
+    }
+
+
+@op
+def uts():
+    return {"hostname": os.uname().nodename, "domainname": read_text("/proc/sys/kernel/domainname").strip()}
+
+
+@op
+def pids():
+    """The pids that /proc lists."""
+    return sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+
+
+@op
+def signal(pid, sig=0):
+    """kill(pid, sig) for sig 0 (existence) only: 0 on success, else the errno."""
+    if sig != 0:
+        raise OSError(22, "the probe only sends signal 0 to others")
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+@op
+def sysvipc():
+    """SysV IPC objects visible here, per kind: [key, id] pairs."""
+    found = {}
+    for kind in ("shm", "sem", "msg"):
+        rows = read_text("/proc/sysvipc/" + kind).splitlines()[1:]
+        found[kind] = sorted([int(r.split()[0]), int(r.split()[1])] for r in rows)
+    return found
+
+
+@op
+def dev_shm():
+    return sorted(os.listdir("/dev/shm"))
+
+
+@op
+def mountinfo():
+    """[mount id, parent id, mount point, fs type, source, propagation tags] per mount."""
+    table = []
+    for line in read_text("/proc/self/mountinfo").splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        fstype, source = tail.split()[:2]
+        table.append([int(fields[0]), int(fields[1]), unescape(fields[4]), fstype, source, fields[6:]])
+    return table
+
+
+def unescape(path):
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+@op
+def file_stat(path):
+    """Who owns `path` and on which device it is, as seen here (lstat: a link is not followed)."""
+    st = os.lstat(path)
+    return {"dev": st.st_dev, "ino": st.st_ino, "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
+
+
+@op
+def read_file(path, limit=256):
+    """The first `limit` bytes of file `path`, as text."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        return os.read(fd, limit).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+@op
+def capabilities():
+    """This process's capability sets (hex, as in /proc/self/status) and the kernel's highest capability."""
+    caps = {}
+    for line in read_text("/proc/self/status").splitlines():
+        if line.startswith("Cap"):
+            name, _, value = line.partition(":")
+            caps[name] = value.strip()
+    caps["cap_last_cap"] = int(read_text("/proc/sys/kernel/cap_last_cap"))
+    return caps
+
+
+@op
+def id_maps():
+    maps = {}
+    for name in ("uid_map", "gid_map"):
+        maps[name] = [[int(x) for x in line.split()] for line in read_text("/proc/self/" + name).splitlines()]
+    maps["setgroups"] = read_text("/proc/self/setgroups").strip()
+    return maps
+
+
+# -- actions inside the sandbox -------------------------------------------------------------
+
+
+@op
+def set_uts(hostname=None, domainname=None):
+    """Set the hostname and/or domainname; returns the values before, to restore them."""
+    before = uts()
+    for value, call in ((hostname, "sethostname"), (domainname, "setdomainname")):
+        if value is not None:
+            raw = value.encode()
+            checked(getattr(libc(), call)(raw, len(raw)), call)
+    return before
+
+
+@op
+def mount_tmpfs(target, source):
+    """Mount a small tmpfs named `source` (its mountinfo source field) on directory `target`."""
+    mount(source, target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755")
+
+
+@op
+def unmount(target, detach=False):
+    raw = target.encode()
+    checked(libc().umount2(raw, MNT_DETACH if detach else 0), f"umount {target}")
+
+
+@op
+def create_file(path):
+    """Create file `path` exclusively (0600); returns its owner as seen here."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+    return file_stat(path)
+
+
+@op
+def ipc_create(kind, key):
+    """Create a SysV object of `kind` (shm, sem, msg) with `key`, exclusively; returns its id."""
+    mode = 0o1000 | 0o2000 | 0o600  # IPC_CREAT | IPC_EXCL | rw for the owner
+    c = libc()
+    if kind == "shm":
+        return checked(c.shmget(key, 4096, mode), "shmget")
+    if kind == "sem":
+        return checked(c.semget(key, 1, mode), "semget")
+    if kind == "msg":
+        return checked(c.msgget(key, mode), "msgget")
+    raise OSError(22, f"unknown IPC kind {kind!r}")
+
+
+@op
+def ipc_remove(kind, ident):
+    c = libc()
+    if kind == "shm":
+        return checked(c.shmctl(ident, 0, None), "shmctl")  # IPC_RMID
+    if kind == "sem":
+        return checked(c.semctl(ident, 0, 0), "semctl")
+    return checked(c.msgctl(ident, 0, None), "msgctl")
+
+
+@op
+def mq_create(name):
+    """Create POSIX message queue `name` exclusively (it exists until mq_remove)."""
+    c = libc()
+    fd = checked(c.mq_open(name.encode(), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600, None), "mq_open")
+    os.close(fd)
+
+
+@op
+def mq_exists(name):
+    try:
+        os.close(checked(libc().mq_open(name.encode(), os.O_RDONLY), "mq_open"))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@op
+def mq_remove(name):
+    checked(libc().mq_unlink(name.encode()), "mq_unlink")
+
+
+@op
+def shm_create(name):
+    """Create a POSIX shared-memory object, i.e. a file in /dev/shm, exclusively."""
+    os.close(os.open("/dev/shm/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+
+
+@op
+def shm_remove(name):
+    os.unlink("/dev/shm/" + name)
+
+
+def _forked(child):
+    """Run `child()` in a forked process that reports one JSON value back over a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            value = child()
+        except BaseException as e:  # report, never run the parent's code in the child
+            value = {"error": repr(e)}
+        os.write(w, dumps(value).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return loads(data.decode() or "null")
+
+
+@op
+def orphan_parent():
+    """Orphan a grandchild (its parent exits first) and report the parent it was given."""
+    report_r, report_w = os.pipe()
+    gate_r, gate_w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.close(report_r)
+        os.close(gate_w)
+        if os.fork() == 0:  # the orphan-to-be
+            os.read(gate_r, 1)  # end of file once the probe has seen its parent exit
+            os.write(report_w, dumps({"pid": os.getpid(), "ppid": os.getppid()}).encode())
+            os._exit(0)
+        os._exit(0)
+    os.close(report_w)
+    os.close(gate_r)
+    os.waitpid(middle, 0)
+    os.close(gate_w)
+    data = os.read(report_r, 4096)
+    os.close(report_r)
+    seen = loads(data.decode())
+    try:  # reap it if it became ours, as it must when this probe is the namespace's init
+        os.waitpid(seen["pid"], 0)
+        seen["reaped_by_probe"] = True
+    except ChildProcessError:
+        seen["reaped_by_probe"] = False
+    return seen
+
+
+@op
+def kill_init_from_inside():
+    """From a child, send SIGKILL to pid 1 (which must be this probe); report the kill's result."""
+    if os.getpid() != 1:
+        raise OSError(1, "refused: this probe is not pid 1, so pid 1 is not ours to kill")
+
+    def child():
+        try:
+            os.kill(1, 9)
+        except OSError as e:
+            return e.errno
+        return 0
+
+    return {"kill_errno": _forked(child), "probe_pid": os.getpid()}
+
+
+@op
+def drop_groups():
+    """In a forked child (the probe keeps its groups): setgroups([]). 0 on success, else the errno."""
+
+    def child():
+        try:
+            os.setgroups([])
+        except OSError as e:
+            return e.errno
+        return 0
+
+    return _forked(child)
+
+
+@op
+def spawn_sleepers(count=2):
+    """Start `count` children that block forever; returns their pids as seen here."""
+    started = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            import signal as _signal
+
+            while True:
+                _signal.pause()
+        started.append(pid)
+    return started
+
+
+# -- network, cgroup and time ---------------------------------------------------------------------
+
+SIOCGIFHWADDR = 0x8927
+
+
+@op
+def links():
+    """[ifindex, name, hardware address] of every link of this network namespace.
+
+    Asked of the kernel (if_nameindex, SIOCGIFHWADDR), not read from /sys/class/net, which shows
+    the network namespace of whoever mounted that sysfs.
+    """
+    import _socket
+    import fcntl
+
+    found = []
+    with Socket(_socket.AF_INET, _socket.SOCK_DGRAM) as sock:
+        for index, name in _socket.if_nameindex():
+            try:
+                ifreq = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, name.encode().ljust(40, b"\0"))
+                address = ifreq[18:24].hex(":")
+            except OSError:  # a link that vanished in between, or one without a hardware address
+                address = ""
+            found.append([index, name, address])
+    return sorted(found)
+
+
+class Socket:
+    """A socket of the C module, closed when the with block ends: `import socket` would cost every
+    sandbox's probe ~7 ms (it pulls in enum and selectors)."""
+
+    def __init__(self, family, kind):
+        import _socket
+
+        self.sock = _socket.socket(family, kind)
+
+    def __enter__(self):
+        return self.sock
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def socket_address(address, port=None):
+    """(family, address) of a stream socket: TCP/IPv4 `address`:`port`, or with no port a unix
+    socket at path `address`, in the abstract namespace when it starts with '@'."""
+    import _socket
+
+    if port is None:
+        return _socket.AF_UNIX, ("\0" + address[1:] if address.startswith("@") else address)
+    return _socket.AF_INET, (address, port)
+
+
+def read_all(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@op
+def tcp_bind(address, port):
+    """Bind a TCP socket to `address`:`port` and listen, then close it: whether the port is free here."""
+    import _socket
+
+    with Socket(_socket.AF_INET, _socket.SOCK_STREAM) as sock:
+        sock.bind((address, port))
+        sock.listen(1)
+        return list(sock.getsockname())
+
+
+@op
+def connect(address, port=None, send="", timeout=5.0):
+    """Connect a stream socket (see socket_address), send `send`, end writing; return the reply.
+
+    A timeout is ETIMEDOUT, so that the harness gets an errno for every way of not getting through.
+    """
+    import _socket
+
+    family, target = socket_address(address, port)
+    with Socket(family, _socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(target)
+            sock.sendall(send.encode())
+            sock.shutdown(_socket.SHUT_WR)
+            return read_all(sock).decode(errors="replace")
+        except TimeoutError:
+            raise OSError(110, f"no answer within {timeout:g} s") from None  # ETIMEDOUT
+
+
+def sysctl_path(name):
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+@op
+def sysctl(name):
+    """A sysctl's value as this process sees it (net.* ones: of its network namespace)."""
+    return read_text(sysctl_path(name)).strip()
+
+
+@op
+def set_sysctl(name, value):
+    """Write a sysctl; returns its value before, to restore it."""
+    before = sysctl(name)
+    with open(sysctl_path(name), "w") as f:
+        f.write(value)
+    return before
+
+
+@op
+def cgroups(pid="self"):
+    """[hierarchy id, controllers, path] per line of /proc/PID/cgroup, paths relative to the reader's
+    cgroup namespace root."""
+    rows = []
+    for line in read_text(f"/proc/{pid}/cgroup").splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        rows.append([int(hierarchy), controllers, path])
+    return rows
+
+
+@op
+def clocks():
+    """CLOCK_MONOTONIC and CLOCK_BOOTTIME here, in nanoseconds (a time namespace offsets both)."""
+    import time
+
+    return {
+        "monotonic": time.clock_gettime_ns(time.CLOCK_MONOTONIC),
+        "boottime": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
+    }
+
+
+@op
+def timens_offsets():
+    """Per clock, the offset in nanoseconds of this process's time namespace over the initial one."""
+    offsets = {}
+    for line in read_text("/proc/self/timens_offsets").splitlines():
+        clock, seconds, nanoseconds = line.split()
+        offsets[clock] = int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return offsets
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def hello(extra=None):
+    info = {"identity": identity(), "ns": ns_inodes(), "uts": uts()}
+    info.update(extra or {})
+    return info
+
+
+def serve(extra=None):
+    """Answer requests from stdin until end of input or an `exit` request."""
+    out = sys.stdout
+    out.write(dumps({"hello": hello(extra)}) + "\n")
+    out.flush()
+    for line in sys.stdin.buffer:
+        request = loads(line.decode())
+        name = request.get("op")
+        if name == "exit":
+            break
+        try:
+            answer = {"ok": True, "result": OPS[name](**request.get("args", {}))}
+        except OSError as e:
+            answer = {"ok": False, "errno": e.errno, "error": str(e)}
+        except Exception as e:  # an unknown op or bad arguments: say so, keep serving
+            answer = {"ok": False, "errno": None, "error": f"{type(e).__name__}: {e}"}
+        out.write(dumps(answer) + "\n")
+        out.flush()
+    os._exit(0)  # every answer is flushed: no interpreter teardown to wait for at the sandbox's end

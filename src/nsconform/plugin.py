@@ -1,0 +1,275 @@
+"""The pytest plugin: options, the combination matrix, scheduling, verdicts and reports.
+
+Loaded only where asked: the checkout's conftest.py, the `nsconform` command, or `-p nsconform.plugin`
+(or `pytest_plugins = ["nsconform.plugin"]`) in a project that wants the fixtures (nsconform.fixtures,
+all named `nsconform_*`). Elsewhere nsconform registers nothing: no option, fixture, hook or output.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from nsconform import collector
+from nsconform.guarantees import VERDICT, Guarantee, spec_of
+from nsconform.hygiene.hostguard import AUDIT, HostGuard
+from nsconform.namespaces import Combination, combo_id
+from nsconform.report.baseline import Baseline, Comparison
+from nsconform.report.conformance import ReportError, describe_runtime, document
+from nsconform.report.results import ResultBook, plain
+from nsconform.report.writing import ReportDirError, check_writable, write_reports
+from nsconform.runtimes.runtime import always_isolated, attached
+from nsconform.sandbox.sandbox import SandboxError
+from nsconform.settings import SETTINGS, Settings, add_options, from_config, rootless
+
+UNCHECKED = "nsconform_unchecked"
+pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist's default `--dist load`, all checks of one combination go to one worker (nsconform.scheduling)."""
+    if config.getoption("dist") != "load":
+        return None
+    from nsconform.scheduling import CombinationScheduling
+
+    return CombinationScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own plugins: see nsconform.collector
+def pytest_configure(config: pytest.Config) -> None:
+    collector.register(config)
+    config.addinivalue_line("markers", "nsconform_check(spec): a conformance check (set by @guarantee)")
+    config.addinivalue_line("markers", f"{UNCHECKED}: a check of a namespace outside --nsc-namespaces (deselected)")
+    config.stash[SETTINGS] = from_config(config)
+    config.pluginmanager.register(Recorder(config), "nsconform-recorder")
+    if not hasattr(config, "workerinput"):  # the controller, or the only process of a serial run
+        guard = HostGuard(config, check=not config.option.nsc_no_host_audit)
+        config.pluginmanager.register(guard, "nsconform-hostguard")
+
+
+# -- the matrix -------------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `combination` with every combination the check's guarantee applies to."""
+    if "nsconform_combination" not in metafunc.fixturenames:
+        return
+    settings = metafunc.config.stash[SETTINGS]
+    spec = spec_of(metafunc.function)
+    if spec is None:
+        metafunc.parametrize("nsconform_combination", settings.combinations, ids=combo_id)
+        return
+    if spec.namespace not in settings.namespaces:
+        metafunc.parametrize(
+            "nsconform_combination",
+            [pytest.param(frozenset(), marks=pytest.mark.nsconform_unchecked)],
+            ids=["unchecked"],
+        )
+        return
+    declared = settings.runtime.expect
+    if spec.declares and all(getattr(declared, field) is None for field in spec.declares):
+        reason = f"{spec.name}: the runtime declares no {' or '.join(spec.declares)} ([expect] in its profile)"
+        metafunc.parametrize(
+            "nsconform_combination", [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason))], ids=["n/a"]
+        )
+        return
+    marks = []
+    if spec.rootful and os.geteuid() != 0:
+        marks.append(pytest.mark.skip(reason=f"{spec.name} needs root on the host; this run is rootless"))
+    if spec.attach_unsafe and attached(settings.runtime):
+        marks.append(
+            pytest.mark.skip(reason=f"{spec.name} does not run on a live target (--nsc-attach): {spec.attach_unsafe}")
+        )
+    combos = [
+        pytest.param(c, marks=marks + unbuildable(spec, c, settings) + unsupported(c))
+        for c in settings.combinations
+        if spec.applies(c)
+    ]
+    if not combos:
+        reason = (
+            f"{spec.name} needs {spec.describe_needs()}: no combination of --nsc-namespaces "
+            f"{','.join(settings.namespaces)} with --nsc-combinations {settings.mode} has that"
+        )
+        combos = [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason), id="n/a")]
+    metafunc.parametrize("nsconform_combination", combos, ids=combo_id)
+
+
+def unbuildable(spec: Guarantee, combination: Combination, settings: Settings) -> list[pytest.MarkDecorator]:
+    """A skip where the check needs a namespace shared that the runtime isolates in every sandbox."""
+    forced = always_isolated(settings.runtime) - combination
+    shared = ({spec.namespace} if spec.expected(combination) == "shared" else set()) | spec.needs_shared
+    clash = sorted(shared & forced)
+    if not clash:
+        return []
+    names = ", ".join(clash)
+    run = "in this rootless run, " if rootless() else ""
+    reason = (
+        f"{spec.name} needs {names} shared, but {run}runtime {settings.runtime.name} "
+        f"gives every sandbox its own {names} namespace"
+    )
+    return [pytest.mark.skip(reason=reason)]
+
+
+def unsupported(combination: Combination) -> list[pytest.MarkDecorator]:
+    """A skip for a combination that isolates a namespace type this kernel does not have."""
+    missing = sorted(ns for ns in combination if not os.path.exists(f"/proc/self/ns/{ns}"))
+    if not missing:
+        return []
+    return [pytest.mark.skip(reason=f"this kernel has no {', '.join(missing)} namespace (no /proc/self/ns/ entry)")]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop checks of unchecked namespaces; run each combination's tests together (one sandbox each), those
+    that end its sandbox last."""
+    unchecked = [item for item in items if item.get_closest_marker(UNCHECKED)]
+    if unchecked:
+        config.hook.pytest_deselected(items=unchecked)
+        items[:] = [item for item in items if not item.get_closest_marker(UNCHECKED)]
+    order = {combo_id(c): i for i, c in enumerate(config.stash[SETTINGS].combinations)}
+
+    def position(item: pytest.Item) -> tuple[int, bool]:
+        combination = combination_of(item)
+        spec = spec_of(item)
+        ends = spec is not None and spec.ends_sandbox
+        return (-1 if combination is None else order.get(combo_id(combination), len(order))), ends
+
+    items.sort(key=position)
+
+
+def combination_of(item: pytest.Item) -> Combination | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("nsconform_combination") if callspec else None
+
+
+# -- verdicts and reports -----------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A check's EXPECT failures fail it once it has run to its end."""
+    result = yield
+    if VERDICT in item.stash:
+        item.stash[VERDICT].raise_failures()
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report: pytest.TestReport = yield
+    spec = spec_of(item)
+    combination = combination_of(item)
+    if spec is None or combination is None or (report.passed and report.when != "call"):
+        return report  # a passing setup or teardown adds nothing to the result the call's record gives
+    outcome, reason = classify(report, call)
+    record = {
+        "id": item.nodeid,
+        "check": spec.name,
+        "namespace": spec.namespace,
+        "combination": sorted(combination),
+        "expected": spec.expected(combination),
+        "guarantee": spec.doc,
+        "phase": report.when,
+        "outcome": outcome,
+        "reason": reason,
+        "evidence": item.stash[VERDICT].evidence if VERDICT in item.stash else {},
+        "duration_s": round(report.duration, 6),
+    }
+    report.user_properties = [*report.user_properties, ("nsconform", record)]
+    return report
+
+
+def classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[str, str]:
+    """CONTRACT outcome and reason: an AssertionError is a failed guarantee, anything else an error."""
+    if report.passed:
+        return "passed", ""
+    if report.skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return "skipped", reason.removeprefix("Skipped: ")
+    excinfo = call.excinfo
+    text = excinfo.exconly() if excinfo else str(report.longrepr)
+    if excinfo is not None and excinfo.errisinstance(AssertionError) and report.when == "call":
+        return "failed", str(excinfo.value)[:2000]
+    if excinfo is not None and excinfo.errisinstance(SandboxError):
+        text = str(excinfo.value)
+    return "error", text[:2000]
+
+
+class Recorder:
+    """Collects every result (its own, or the xdist workers') and writes the reports at the end.
+
+    Only the controller (or a serial run) writes: it checks at start that --nsc-report-dir is writable
+    and that --nsc-baseline is a report, and at the end fails the session on any regression.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.book = ResultBook()
+        self.started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.t0 = time.monotonic()
+        self.controller = not hasattr(config, "workerinput")
+        self.baseline: Baseline | None = None
+        self.comparison: Comparison | None = None
+        self.written: list[str] = []
+        if self.controller:
+            settings = config.stash[SETTINGS]
+            try:
+                check_writable(settings.report_dir)
+                self.baseline = Baseline.load(settings.baseline) if settings.baseline else None
+            except (ReportDirError, ReportError) as e:
+                raise pytest.UsageError(str(e)) from None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, record in report.user_properties:
+            if name == "nsconform":
+                self.book.add(record)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.controller or not (len(self.book) or self.baseline):
+            return  # workers report to the controller; a run without checks or baseline writes no report
+        settings = self.config.stash[SETTINGS]
+        results = self.book.results()
+        self.comparison = self.baseline.compare(results) if self.baseline else None
+        doc = document(
+            runtime=describe_runtime(settings.runtime),
+            results=results,
+            namespaces=settings.namespaces,
+            started=self.started,
+            duration_s=time.monotonic() - self.t0,
+            checks=self.book.guarantees,
+            comparison=self.comparison,
+        )
+        if AUDIT in self.config.stash:
+            doc["host_audit"] = self.config.stash[AUDIT]
+        self.written = [path.name for path in write_reports(settings.report_dir, doc)]
+        if (
+            self.comparison
+            and self.comparison.regressions
+            and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """List the regressions and improvements against --nsc-baseline, and where the reports are."""
+        if self.comparison:
+            regressions, improvements = self.comparison.regressions, self.comparison.improvements
+            terminalreporter.section(f"nsconform baseline {self.comparison.baseline}", red=bool(regressions))
+            for c in regressions:
+                terminalreporter.line(f"REGRESSED {c.label}: {c.was} -> {c.now}: {plain(c.reason, 200)}", red=True)
+            for c in improvements:
+                terminalreporter.line(f"IMPROVED {c.label}: {c.was} -> {c.now}", green=True)
+            verdict = "the session fails" if regressions else "no regression"
+            terminalreporter.line(f"{len(regressions)} regressions, {len(improvements)} improvements: {verdict}")
+        if self.written:
+            where = self.config.stash[SETTINGS].report_dir
+            terminalreporter.write_line(f"nsconform reports in {where}: {', '.join(self.written)}")

@@ -1,0 +1,94 @@
+"""conformance.json, exactly as CONTRACT.md specifies it (schema nsconform/1), and reading it back.
+
+Beyond CONTRACT's keys, a document has `runtime.version` (when the runtime reports one), the host
+facts of reports.hostfacts, `checks` (each check's guarantee, as its docstring states it) and,
+with --nsc-baseline, `baseline` (the file, its regressions and improvements).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nsconform.report.hostfacts import host_facts, runtime_version
+from nsconform.report.results import OUTCOMES, Result, summarize
+
+if TYPE_CHECKING:
+    from nsconform.report.baseline import Comparison
+
+SCHEMA = "nsconform/1"
+
+
+class ReportError(ValueError):
+    """A file that should be an nsconform report is not one."""
+
+
+def describe_runtime(runtime: Any) -> dict[str, Any]:
+    """The report's `runtime`: name, profile file, claimed isolates, version when it has one, and with
+    --nsc-attach the target (`attach`: its pid, and whether its claims come from the profile or its inodes)."""
+    described = {
+        "name": runtime.name,
+        "profile": runtime.profile,
+        "isolates": sorted(runtime.isolates) if runtime.isolates is not None else None,
+        "version": runtime_version(runtime),
+    }
+    attach = getattr(runtime, "attach", None)
+    if attach is not None:
+        described["attach"] = attach
+    return described
+
+
+def document(
+    *,
+    runtime: dict[str, Any],
+    results: list[Result],
+    namespaces: Iterable[str],
+    started: str,
+    duration_s: float,
+    checks: dict[str, str] | None = None,
+    comparison: Comparison | None = None,
+) -> dict[str, Any]:
+    doc = {
+        "schema": SCHEMA,
+        "runtime": runtime,
+        "host": host_facts(),
+        "started": started,
+        "duration_s": round(duration_s, 3),
+        "results": [r.to_json() for r in results],
+        "summary": summarize(results, namespaces),
+        "checks": dict(sorted((checks or {}).items())),
+    }
+    if comparison is not None:
+        doc["baseline"] = comparison.to_json()
+    return doc
+
+
+def load_report(path: Path, *, what: str = "report") -> dict[str, Any]:
+    """A conformance.json read back and checked, or ReportError saying what is wrong with it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{what} {path}: cannot read it: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{what} {path}: not JSON ({e})") from None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if schema != SCHEMA:
+        raise ReportError(f"{what} {path}: schema {schema!r}, not {SCHEMA!r}: not a conformance.json of nsconform")
+    results = doc.get("results")
+    if not isinstance(results, list) or not all(valid_result(r) for r in results):
+        raise ReportError(f"{what} {path}: `results` is not a list of results with check, combination and outcome")
+    if not isinstance(doc.get("summary"), dict) or not isinstance(doc.get("host"), dict):
+        raise ReportError(f"{what} {path}: `summary` or `host` is missing")
+    return doc
+
+
+def valid_result(result: Any) -> bool:
+    return (
+        isinstance(result, dict)
+        and isinstance(result.get("check"), str)
+        and isinstance(result.get("combination"), list)
+        and all(isinstance(ns, str) for ns in result["combination"])
+        and result.get("outcome") in OUTCOMES
+    )

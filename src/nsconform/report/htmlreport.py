@@ -1,0 +1,256 @@
+"""conformance.html: the namespace x check matrix a person reads at a glance, in one self-contained page.
+
+Rows are the checks, grouped by namespace under their verdict; columns are the combinations (the
+dots above say which namespaces each isolates); each cell is one result, coloured by outcome.
+Hovering a cell shows its reason; clicking it shows its evidence (the page's only script reads the
+results from a JSON block). Below: regressions against a baseline, every failure and error with
+its evidence (readable without the script), skipped results by reason, the runtime and host facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nsconform.namespaces import ALL, combo_id
+from nsconform.report.hostfacts import fact_rows
+from nsconform.report.page import GLYPHS, chips, esc, facts_table, json_block, legend, multiline, page
+from nsconform.report.results import (
+    by_check,
+    evidence_lines,
+    label,
+    overall,
+    plain,
+    plural,
+    problem_tally,
+    problems,
+    runtime_label,
+    skipped_by_reason,
+    tally,
+)
+
+MAX_DETAILED = 500
+TITLE_EVIDENCE = 6
+
+SCRIPT = r""""use strict";
+const results = JSON.parse(document.getElementById("nsconform-results").textContent);
+const panel = document.getElementById("detail");
+function show(i) {
+  const r = results[i];
+  document.getElementById("d-title").textContent = r.check + " [" + (r.combination.join("+") || "none") + "]";
+  document.getElementById("d-meta").textContent = r.outcome + " (expected " + r.expected + "): " + r.id;
+  const reason = document.getElementById("d-reason");
+  reason.textContent = r.reason;
+  reason.hidden = !r.reason;
+  const table = document.getElementById("d-evidence");
+  table.replaceChildren();
+  for (const [key, value] of Object.entries(r.evidence || {})) {
+    const row = table.insertRow();
+    const th = document.createElement("th");
+    th.textContent = key;
+    row.appendChild(th);
+    row.insertCell().textContent = JSON.stringify(value);
+  }
+  panel.hidden = false;
+  history.replaceState(null, "", "#result=" + i);
+}
+document.querySelector("table.m").addEventListener("click", (event) => {
+  const cell = event.target.closest("[data-i]");
+  if (cell) show(Number(cell.dataset.i));
+});
+document.getElementById("d-close").addEventListener("click", () => { panel.hidden = true; });
+const linked = /^#result=(\d+)$/.exec(location.hash);
+if (linked && Number(linked[1]) < results.length) show(Number(linked[1]));
+"""
+
+DETAIL_PANEL = """<aside id="detail" hidden><button type="button" id="d-close">close</button>
+<h3 id="d-title"></h3><p id="d-meta" class="sub mono"></p><pre id="d-reason"></pre>
+<table class="facts mono" id="d-evidence"></table></aside>"""
+
+
+def render(doc: dict[str, Any]) -> str:
+    results = doc["results"]
+    host, summary = doc["host"], doc["summary"]
+    verdict = overall(summary)
+    runtime = runtime_label(doc["runtime"])
+    counts = {o: sum(1 for r in results if r["outcome"] == o) for o in GLYPHS}
+    body = [
+        f"<h1>nsconform: {esc(runtime)} on {esc(host.get('hostname'))}</h1>",
+        f'<p class="sub">kernel {esc(host.get("kernel"))} ({esc(host.get("machine"))}), '
+        f"{esc(host.get('distro'))} &middot; started {esc(doc.get('started'))} &middot; "
+        f"{float(doc.get('duration_s', 0)):.1f} s &middot; {len(results)} results: "
+        + ", ".join(tally(n, o) for o, n in counts.items() if n)
+        + "</p>",
+        chips(
+            [(verdict, f"overall: {verdict}", runtime)]
+            + [(entry["verdict"], f"{ns}: {entry['verdict']}", counts_text(entry)) for ns, entry in summary.items()]
+        ),
+    ]
+    body += [
+        "<h2>Matrix</h2>",
+        legend(
+            ["passed", "failed", "error", "skipped"],
+            "hover a cell for its reason, click it for its evidence; a dark ring marks a regression; "
+            "the dots above a column show which namespaces its sandbox isolates",
+        ),
+        matrix(doc),
+    ]
+    if "baseline" in doc:
+        body += baseline_section(doc["baseline"])
+    body += failure_section(results, doc.get("checks", {}))
+    body += skipped_section(results)
+    body += [
+        "<h2>Runtime and host</h2>",
+        facts_table([*fact_rows({"runtime": doc["runtime"]}), *fact_rows(host)]),
+        DETAIL_PANEL,
+        json_block("nsconform-results", results),
+    ]
+    title = f"nsconform {verdict}: {esc(runtime)} on {esc(host.get('hostname'))}"
+    return page(title, body, SCRIPT)
+
+
+def counts_text(entry: dict[str, Any]) -> str:
+    return (
+        ", ".join(tally(entry[o], o) for o in ("passed", "failed", "error", "skipped") if entry.get(o)) or "no results"
+    )
+
+
+def axis(doc: dict[str, Any], combos: list[tuple[str, ...]]) -> list[str]:
+    """The namespaces the columns vary over, in the kernel's order."""
+    names = set(doc["summary"]) | {ns for combo in combos for ns in combo}
+    return [ns for ns in ALL if ns in names] + sorted(names - set(ALL))
+
+
+def matrix(doc: dict[str, Any]) -> str:
+    results = doc["results"]
+    combos = sorted({tuple(sorted(r["combination"])) for r in results}, key=lambda c: (len(c), c))
+    # columns are grouped by how many namespaces they isolate; a gap starts each group
+    gap = ["g" if i and len(c) != len(combos[i - 1]) else "" for i, c in enumerate(combos)]
+    cell = {(r["check"], combo_id(r["combination"])): i for i, r in enumerate(results)}
+    regressed = {label(c) for c in doc.get("baseline", {}).get("regressions", [])}
+    guarantees = doc.get("checks", {})
+    rows = []
+    for ns in axis(doc, combos):
+        dots = "".join(
+            f'<td class="dot {g}" title="{esc(combo_id(c))}"><span class="{"on" if ns in c else "off"}"></span></td>'
+            for c, g in zip(combos, gap, strict=True)
+        )
+        rows.append(f'<tr><th class="axis">{esc(ns)} isolated</th>{dots}</tr>')
+    for ns, checks in namespaces_and_checks(doc).items():
+        entry = doc["summary"].get(ns, {})
+        rows.append(
+            f'<tr class="group"><th colspan="{len(combos) + 1}">{esc(ns)} '
+            f'<span class="sub">{esc(entry.get("verdict", ""))}: {esc(counts_text(entry))}</span></th></tr>'
+        )
+        for check in checks:
+            cells = []
+            for c, g in zip(combos, gap, strict=True):
+                i = cell.get((check, combo_id(c)))
+                if i is None:
+                    cells.append(f'<td class="k {g}"><span class="na" title="does not apply"></span></td>')
+                    continue
+                r = results[i]
+                ring = " reg" if label(r) in regressed else ""
+                cells.append(
+                    f'<td class="k {g}"><span class="o-{esc(r["outcome"])}{ring}" data-i="{i}" '
+                    f'title="{cell_title(r)}">{GLYPHS.get(r["outcome"], "?")}</span></td>'
+                )
+            head = f'<th class="check mono" title="{esc(guarantees.get(check, ""))}">{esc(check)}</th>'
+            rows.append(f"<tr>{head}{''.join(cells)}</tr>")
+    return '<div class="scroll"><table class="m">' + "\n".join(rows) + "</table></div>"
+
+
+def namespaces_and_checks(doc: dict[str, Any]) -> dict[str, list[str]]:
+    """The checks of each namespace with results, namespaces in the summary's order."""
+    found: dict[str, set[str]] = {}
+    for r in doc["results"]:
+        found.setdefault(r["namespace"], set()).add(r["check"])
+    order = [*doc["summary"], *sorted(set(found) - set(doc["summary"]))]
+    return {ns: sorted(found[ns]) for ns in order if ns in found}
+
+
+def cell_title(r: dict[str, Any]) -> str:
+    """A cell's tooltip: check, combination, outcome, reason and the first evidence lines (escaped)."""
+    lines = [f"{label(r)}: {r['outcome']} (expected {r['expected']})"]
+    if r.get("reason"):
+        lines.append(plain(r["reason"], 300))
+    lines += evidence_lines(r.get("evidence", {}))[:TITLE_EVIDENCE]
+    return "&#10;".join(esc(line) for line in lines)
+
+
+def baseline_section(baseline: dict[str, Any]) -> list[str]:
+    """Regressions and improvements, one row per check and change, naming every combination."""
+    regressions, improvements = baseline["regressions"], baseline["improvements"]
+    parts = [
+        f"<h2>Against the baseline: {plural(len(regressions), 'regression')}, "
+        f"{plural(len(improvements), 'improvement')}</h2>",
+        f'<p class="sub">baseline <code>{esc(baseline["file"])}</code>; a regression passed there and now fails, '
+        "errors or is missing</p>",
+    ]
+    for title, changed in (("Regressions", regressions), ("Improvements", improvements)):
+        rows = []
+        for check, changes in by_check(changed).items():
+            for (was, now), group in by_change(changes).items():
+                combos = ", ".join(combo_id(c["combination"]) for c in group)
+                rows.append(
+                    f'<tr><td class="mono">{esc(check)}</td><td class="nowrap">{esc(was)} &rarr; '
+                    f'<i class="o-{esc(now)}">&nbsp;&nbsp;</i> {esc(now)}</td><td class="mono">{esc(combos)}</td>'
+                    f"<td>{esc(group[0]['reason'])}</td></tr>"
+                )
+        if rows:
+            parts.append(
+                f'<h3>{title}</h3><table class="list"><tr><th>check</th><th>outcome</th><th>combinations</th>'
+                f"<th>reason (first)</th></tr>{''.join(rows)}</table>"
+            )
+    return parts
+
+
+def by_change(changes: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in changes:
+        groups.setdefault((c["was"], c["now"]), []).append(c)
+    return groups
+
+
+def failure_section(results: list[dict[str, Any]], guarantees: dict[str, str]) -> list[str]:
+    """Every failure and error, grouped by check, each with its reason and evidence (no script needed)."""
+    bad = problems(results)
+    if not bad:
+        return []
+    parts = [f"<h2>Failures and errors ({len(bad)})</h2>"]
+    shown = 0
+    for check, group in sorted(by_check(bad).items()):
+        outcomes = problem_tally(group)
+        parts.append(
+            f'<div class="result o-{esc(group[0]["outcome"])}"><h3><span class="mono">{esc(check)}</span>: '
+            f'{esc(outcomes)}</h3><p class="sub">{esc(guarantees.get(check, ""))}</p>'
+        )
+        for r in group[: max(0, MAX_DETAILED - shown)]:
+            evidence = "\n".join(evidence_lines(r.get("evidence", {})))
+            parts.append(
+                f'<details{" open" if r is group[0] else ""}><summary><span class="mono">'
+                f"[{esc(combo_id(r['combination']))}]</span> {esc(r['outcome'])} (expected {esc(r['expected'])})"
+                f"</summary><pre>{multiline(r.get('reason', ''))}</pre>"
+                + (f"<pre>{multiline(evidence)}</pre>" if evidence else "")
+                + f'<p class="sub mono">{esc(r.get("id", ""))}</p></details>'
+            )
+            shown += 1
+        parts.append("</div>")
+    if len(bad) > shown:
+        parts.append(f"<p>... and {len(bad) - shown} more: click their cells, or see conformance.json.</p>")
+    return parts
+
+
+def skipped_section(results: list[dict[str, Any]]) -> list[str]:
+    groups = skipped_by_reason(results)
+    if not groups:
+        return []
+    rows = "".join(
+        f'<tr><td>{esc(reason)}</td><td>{len(labels)}</td><td class="mono">{esc(", ".join(labels[:8]))}'
+        f"{', ...' if len(labels) > 8 else ''}</td></tr>"
+        for reason, labels in groups
+    )
+    total = sum(len(labels) for _, labels in groups)
+    return [
+        f"<h2>Skipped ({total})</h2>",
+        f'<table class="list"><tr><th>reason</th><th>results</th><th>checks</th></tr>{rows}</table>',
+    ]

@@ -1,0 +1,141 @@
+"""Results of a run: one per check and combination, merged from the phases pytest reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nsconform.namespaces import combo_id
+
+OUTCOMES = ("passed", "failed", "skipped", "error")
+
+
+@dataclass
+class Result:
+    id: str
+    check: str
+    namespace: str
+    combination: list[str]
+    expected: str
+    outcome: str
+    reason: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0  # the check's call phase, in seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def label(result: dict[str, Any]) -> str:
+    """A result's short, stable name: its check and combination, e.g. `uts.hostname_private[pid+uts]`."""
+    return f"{result['check']}[{combo_id(result['combination'])}]"
+
+
+def plain(text: Any, limit: int = 0) -> str:
+    """`text` on one line with every unprintable character escaped (for a terminal, a title, a table)."""
+    value = str(text)
+    if limit and len(value) > limit:
+        value = value[:limit] + "..."
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in value)
+
+
+def evidence_lines(evidence: dict[str, Any]) -> list[str]:
+    """One `key: value` line per piece of evidence, values as JSON (what the probe and host saw)."""
+    return [f"{plain(key)}: {plain(json.dumps(value, ensure_ascii=False))}" for key, value in evidence.items()]
+
+
+class ResultBook:
+    """Collects the phase records of each test (from this process or from xdist workers)."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, Result] = {}
+        self.guarantees: dict[str, str] = {}  # check name -> the guarantee its docstring states
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Merge one phase's record: the first non-passing phase gives the outcome and reason."""
+        if record.get("guarantee"):
+            self.guarantees.setdefault(record["check"], record["guarantee"])
+        current = self._results.get(record["id"])
+        if current is None:
+            self._results[record["id"]] = Result(**{k: record[k] for k in Result.__dataclass_fields__ if k in record})
+            return
+        current.evidence.update(record.get("evidence", {}))
+        if current.outcome == "passed" and record["outcome"] != "passed":
+            current.outcome = "error" if record["phase"] == "teardown" else record["outcome"]
+            current.reason = record["reason"]
+
+    def results(self) -> list[Result]:
+        return sorted(self._results.values(), key=lambda r: (r.namespace, r.check, len(r.combination), r.combination))
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
+def verdict(counts: dict[str, int]) -> str:
+    """CONTRACT: violated if any failed; else error if any errored; else conformant if any passed."""
+    if counts["failed"]:
+        return "violated"
+    if counts["error"]:
+        return "error"
+    if counts["passed"]:
+        return "conformant"
+    return "untested"
+
+
+def overall(summary: dict[str, dict[str, Any]]) -> str:
+    """The run's verdict: its namespaces' counts taken together, by the same rule."""
+    return verdict({k: sum(entry.get(k, 0) for entry in summary.values()) for k in OUTCOMES})
+
+
+def summarize(results: Iterable[Result], namespaces: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """One entry per namespace checked, with its verdict and outcome counts."""
+    summary = {ns: dict.fromkeys(OUTCOMES, 0) for ns in namespaces}
+    for result in results:
+        summary.setdefault(result.namespace, dict.fromkeys(OUTCOMES, 0))[result.outcome] += 1
+    return {ns: {"verdict": verdict(counts), **counts} for ns, counts in summary.items()}
+
+
+def runtime_label(runtime: dict[str, Any]) -> str:
+    """The runtime as a reader names it: `name` (profile file, version's first line)."""
+    details = [str(runtime[k]).splitlines()[0] for k in ("profile", "version") if runtime.get(k)]
+    return f"{runtime.get('name', '?')}" + (f" ({', '.join(details)})" if details else "")
+
+
+def problems(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failed and errored results, failures first."""
+    return sorted((r for r in results if r["outcome"] in ("failed", "error")), key=lambda r: r["outcome"] == "error")
+
+
+def skipped_by_reason(results: Iterable[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Skipped results grouped by reason, the most frequent reason first: (reason, [labels])."""
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        if r["outcome"] == "skipped":
+            groups.setdefault(r.get("reason", ""), []).append(label(r))
+    return sorted(groups.items(), key=lambda item: -len(item[1]))
+
+
+def by_check(items: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Results (or baseline changes) grouped by check, in their order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        groups.setdefault(item["check"], []).append(item)
+    return groups
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def tally(count: int, outcome: str) -> str:
+    """'3 passed', '1 failed', '2 errors', '4 skipped'."""
+    return plural(count, outcome) if outcome == "error" else f"{count} {outcome}"
+
+
+def problem_tally(group: list[dict[str, Any]]) -> str:
+    """'2 failed, 1 error': how a check's failures and errors add up."""
+    return ", ".join(tally(n, o) for o in ("failed", "error") if (n := sum(r["outcome"] == o for r in group)))

@@ -1,0 +1,183 @@
+"""What `--nsc-runtime NAME|PATH` resolves to: the native runtime, or one described by a profile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import cache, partial
+from pathlib import Path
+from typing import Protocol
+
+from nsconform.hygiene import naming
+from nsconform.inside import code, probe_command
+from nsconform.namespaces import Combination, combo_id
+from nsconform.runtimes.bundles import make_rootfs, remove_scratch, write_oci_bundle
+from nsconform.runtimes.declared import Expect
+from nsconform.runtimes.profiles import Profile, ProfileError, load
+from nsconform.sandbox.native import NativeRuntime
+from nsconform.sandbox.sandbox import Launch, SandboxError
+
+PROFILES_DIR = Path(__file__).resolve().parent / "bundled"
+CLEANUP_TIMEOUT = 60.0
+
+
+class Runtime(Protocol):
+    """A way to start a sandbox for a combination of namespaces, with the probe inside."""
+
+    name: str
+    profile: str | None  # the profile file it came from, if any
+    isolates: frozenset[str] | None  # what it claims when it cannot build any combination
+    any_combination: bool
+    expect: Expect  # what it declares beyond the namespaces (a profile's [expect])
+    # optional, read with always_isolated(): always_isolates, the namespaces every sandbox has of its own
+    # optional, read with attached(): attach, the running process whose namespaces it joins (--nsc-attach)
+
+    def unavailable(self) -> str | None:
+        """Why no sandbox can be made here (a missing executable ...), or None."""
+
+    def buildable(self, combination: Combination) -> Combination:
+        """The combination this runtime builds when asked for `combination` (the matrix keeps only those)."""
+
+    def launch(self, combination: frozenset[str]) -> Launch:
+        """The command, probe code and cleanup for one sandbox of `combination`."""
+
+
+class RuntimeSpecError(ValueError):
+    """--nsc-runtime names nothing usable."""
+
+
+def bundled() -> list[str]:
+    """Names of the profiles that come with nsconform."""
+    return sorted(path.stem for path in PROFILES_DIR.glob("*.toml"))
+
+
+def resolve(value: str, rootdir: Path) -> Runtime:
+    """`native`, a bundled profile's name, or a profile file (relative to `rootdir`)."""
+    if value == "native":
+        return NativeRuntime()
+    path = PROFILES_DIR / f"{value}.toml"
+    if "/" in value or value.endswith(".toml") or not path.is_file():
+        path = Path(rootdir, value)
+        if not path.is_file():
+            known = ", ".join(["native", *bundled()])
+            raise RuntimeSpecError(f"--nsc-runtime {value}: neither a known runtime ({known}) nor a profile file")
+    try:
+        return ProfileRuntime(load(path))
+    except ProfileError as e:
+        raise RuntimeSpecError(str(e)) from None
+
+
+@cache
+def probe_code() -> str:
+    return code("probe", main="serve()")
+
+
+@dataclass(frozen=True)
+class ProfileRuntime:
+    """A runtime described by a profile (nsconform/runtimes/profiles.py): its command, with the probe's appended."""
+
+    spec: Profile
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def profile(self) -> str:
+        return str(self.spec.path)
+
+    @property
+    def isolates(self) -> frozenset[str] | None:
+        return self.spec.isolates
+
+    @property
+    def any_combination(self) -> bool:
+        return self.spec.any_combination
+
+    @property
+    def expect(self) -> Expect:
+        return self.spec.expect
+
+    def unavailable(self) -> str | None:
+        missing = [exe for exe in self.spec.requires if shutil.which(exe) is None]
+        if missing:
+            return f"{', '.join(missing)} not found on PATH (profile {self.spec.path}: requires)"
+        if self.spec.bundle and os.geteuid() != 0:
+            return f'bundle = "{self.spec.bundle}": the harness makes bundles for runtimes started as root only'
+        return None
+
+    def buildable(self, combination: Combination) -> Combination:
+        if not self.spec.any_combination:
+            return self.spec.isolates or frozenset()
+        return (frozenset(combination) | self.spec.always) & self.spec.can_isolate
+
+    def launch(self, combination: frozenset[str]) -> Launch:
+        claimed = frozenset(combination)
+        if self.buildable(claimed) != claimed:
+            raise SandboxError(
+                f"runtime {self.name} cannot build {combo_id(claimed)}: asked for it, it builds "
+                f"{combo_id(self.buildable(claimed))}"
+            )
+        probe = probe_command(naming.tag())
+        values = {"{id}": naming.unique("ct")}
+        cleanup: list = []
+        try:
+            if self.spec.bundle:
+                scratch = Path(naming.scratch_dir("bundle"))
+                cleanup.append(partial(remove_scratch, scratch))
+                scratch.chmod(0o711)  # root inside may be an unprivileged host uid that must reach rootfs/
+                values |= {"{bundle}": str(scratch), "{rootfs}": str(scratch / "rootfs")}
+                if self.spec.bundle == "oci":
+                    write_oci_bundle(scratch, claimed, probe)
+                else:
+                    make_rootfs(scratch / "rootfs")
+        except OSError as e:
+            for step in reversed(cleanup):
+                step()
+            raise SandboxError(f"runtime {self.name}: cannot make its bundle: {e}") from None
+        if self.spec.cleanup:
+            cleanup.append(partial(run_quietly, fill(self.spec.cleanup, values)))
+        if self.spec.matrix is not None:
+            argv = fill(self.spec.matrix.argv(claimed), values) + probe
+        elif self.spec.bundle == "oci":
+            argv = fill(self.spec.command or (), values)  # the probe command is the bundle's process.args
+        else:
+            argv = fill(self.spec.command or (), values) + probe
+        return Launch(argv=argv, code=probe_code(), claimed=claimed, cleanup=cleanup)
+
+
+def fill(args: tuple[str, ...] | list[str], values: dict[str, str]) -> list[str]:
+    """Replace the placeholders ({id}, {bundle}, {rootfs}) in every argument."""
+    filled = []
+    for arg in args:
+        for holder, value in values.items():
+            arg = arg.replace(holder, value)
+        filled.append(arg)
+    return filled
+
+
+def run_quietly(argv: list[str]) -> None:
+    """A profile's cleanup command: run to its end; that it found nothing left is no error."""
+    with suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=CLEANUP_TIMEOUT,
+            check=False,
+            cwd="/",
+        )
+
+
+def always_isolated(runtime: Runtime) -> frozenset[str]:
+    """Namespaces the runtime gives every sandbox, even where the combination shares them (rootless native: user)."""
+    return frozenset(getattr(runtime, "always_isolates", ()))
+
+
+def attached(runtime: Runtime) -> dict | None:
+    """The runtime's `attach` ({"pid", "claimed_from"}) when it joins a running process's namespaces, else None."""
+    return getattr(runtime, "attach", None)

@@ -1,0 +1,192 @@
+"""nsconform's options (`--nsc-*` in pytest, the short names in the `nsconform` command), checked once per session."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nsconform import namespaces as ns
+from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
+from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
+
+SETTINGS = pytest.StashKey["Settings"]()
+PREFIX = "--nsc-"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One of nsconform's options: `--nsc-NAME` in pytest, `--NAME` in the `nsconform` command."""
+
+    name: str
+    help: str
+    metavar: str | None = None  # None: a flag, which takes no value
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    type: Callable[[str], Any] = str
+
+    @property
+    def dest(self) -> str:
+        return "nsc_" + self.name.replace("-", "_")
+
+
+OPTIONS = (
+    Option(
+        "runtime",
+        "runtime under test: native, a bundled profile name, or a profile file (default: native)",
+        "NAME|PATH",
+        "native",
+    ),
+    Option(
+        "attach",
+        "audit the namespaces of running process PID (nsenter-style): the probe joins them; what is claimed "
+        "comes from the runtime's profile (isolates), else from the namespaces that are not the host's",
+        "PID",
+    ),
+    Option(
+        "namespaces",
+        f"comma list of namespaces to check (default: {','.join(ns.DEFAULT)}; known: {','.join(ns.ALL)})",
+        "LIST",
+        ",".join(ns.DEFAULT),
+    ),
+    Option(
+        "combinations",
+        "all subsets, singles (each alone, none and all) or declared (the profile's isolates); "
+        "default: all where the runtime can build any combination, else declared",
+        "MODE",
+        choices=ns.MODES,
+    ),
+    Option("report-dir", "where reports are written (default: reports/)", "DIR", "reports"),
+    Option(
+        "baseline",
+        "conformance.json of an earlier run: fail on any result that passed there and does not now",
+        "FILE",
+    ),
+    Option("no-host-audit", "do not fail the session when the host differs after it from before it"),
+    Option(
+        "probe-timeout",
+        "seconds a probe may take before its sandbox is killed and the result is error (default: 10)",
+        "S",
+        10.0,
+        type=float,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    runtime: Runtime
+    namespaces: tuple[str, ...]
+    mode: str
+    combinations: tuple[ns.Combination, ...]
+    report_dir: Path
+    baseline: Path | None
+    probe_timeout: float
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nsconform", "namespace isolation conformance (nsconform)")
+    for option in OPTIONS:
+        if option.metavar is None:
+            group.addoption(PREFIX + option.name, dest=option.dest, action="store_true", help=option.help)
+        else:
+            group.addoption(
+                PREFIX + option.name,
+                dest=option.dest,
+                default=option.default,
+                metavar=option.metavar,
+                choices=option.choices,
+                type=option.type,
+                help=option.help,
+            )
+
+
+def from_config(config: pytest.Config) -> Settings:
+    """Check every option; a bad one is a usage error before anything runs."""
+    opt = config.option
+    here = config.invocation_params.dir
+    try:
+        namespaces = ns.parse_list(opt.nsc_namespaces)
+        runtime = resolve(opt.nsc_runtime, here)
+        if opt.nsc_attach is not None:
+            runtime = attach_to(opt.nsc_attach, None if opt.nsc_runtime == "native" else runtime)
+            if opt.nsc_combinations not in (None, "declared"):
+                raise ns.NamespaceError(
+                    f"--nsc-combinations {opt.nsc_combinations}: --nsc-attach audits one set of namespaces, "
+                    "the target's; use declared"
+                )
+        mode = opt.nsc_combinations or ("all" if runtime.any_combination else "declared")
+        if mode != "declared" and not runtime.any_combination:
+            raise ns.NamespaceError(
+                f"--nsc-combinations {mode}: runtime {runtime.name} runs one fixed command; use declared"
+            )
+        # what the runtime builds of each: a bundle always isolates mnt, a matrix only what it has flags for
+        built = (runtime.buildable(combo) for combo in ns.matrix(namespaces, mode, runtime.isolates))
+        combos = list({ns.combo_id(combo): combo for combo in built}.values())
+    except (ns.NamespaceError, RuntimeSpecError, AttachError) as e:
+        raise pytest.UsageError(str(e)) from None
+    misread_rootdir(config)
+    if runtime.name == "native" and (why := runtime.unavailable()):
+        raise pytest.UsageError(why)  # the harness's own runtime cannot work here at all
+    if opt.nsc_probe_timeout <= 0:
+        raise pytest.UsageError(f"--nsc-probe-timeout must be positive, not {opt.nsc_probe_timeout:g}")
+    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None
+    if baseline is not None and not baseline.is_file():
+        raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
+    return Settings(
+        runtime=runtime,
+        namespaces=namespaces,
+        mode=mode,
+        combinations=tuple(combos),
+        report_dir=Path(here, opt.nsc_report_dir),
+        baseline=baseline,
+        probe_timeout=opt.nsc_probe_timeout,
+    )
+
+
+def attach_to(value: str, base: Runtime | None) -> AttachRuntime:
+    """--nsc-attach PID, checked: the process exists and this user may read (so enter) its namespaces."""
+    try:
+        pid = int(value)
+    except ValueError:
+        raise AttachError(f"--nsc-attach {value}: not a process id (a positive integer)") from None
+    return AttachRuntime(target=Target.find(pid), base=base)
+
+
+def misread_rootdir(config: pytest.Config) -> None:
+    """pytest picks its rootdir (and so its configuration) before plugins add options: in `--nsc-report-dir DIR`
+    it takes DIR, if it exists, for a path to test, and may look for its configuration there. A value
+    written after a space that names an existing path outside the rootdir may so have led pytest
+    elsewhere than the run's own arguments: a usage error naming the option to write with '='."""
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker is handed the controller's rootdir, which the controller checked
+    if config.getoption("rootdir") or config.getoption("inifilename"):
+        return  # given, not chosen from the arguments
+    here = config.invocation_params.dir
+    names = {PREFIX + option.name for option in OPTIONS if option.metavar is not None}
+    spaced = [
+        f"{name}={value}"
+        for name, value in itertools.pairwise(config.invocation_params.args)
+        if name in names
+        and os.path.exists(path := os.path.join(here, value))
+        and (config.inipath is None or not inside(path, config.rootpath))
+    ]
+    if spaced:
+        raise pytest.UsageError(
+            f"an option value after a space names a path outside the rootdir {config.rootpath} "
+            f"(configuration: {config.inipath or 'none'}), which pytest may have taken for a path to test "
+            f"when it chose them; write {', '.join(spaced)}"
+        )
+
+
+def inside(path: str, directory: Path) -> bool:
+    return Path(path).resolve().is_relative_to(directory.resolve())
+
+
+def rootless() -> bool:
+    return os.geteuid() != 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.wheelbuild import build_wheel
 from nsconform.hygiene import naming
 from tests.conftest import ROOT
 
@@ -22,15 +23,7 @@ SUITE_OPTIONS = ["-n", "2", "--runtime", "unshare", "--namespaces", "uts,pid,ipc
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    (built,) = out.glob("nsconform-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +227,28 @@ def test_pytest_help_lists_the_options() -> None:
     assert run.returncode == 0, run.stderr
     for option in ("--nsc-runtime", "--nsc-namespaces", "--nsc-report-dir", "--nsc-no-host-audit"):
         assert option in run.stdout
+
+
+COUNT_CHECK_MODULES = """
+import collections, json, sys
+from nsconform import cli
+cli.main(sys.argv[1:])
+files = [getattr(module, "__file__", None) or "" for module in list(sys.modules.values())]
+seen = collections.Counter(path for path in files if "isolation_checks" in path)
+print(json.dumps(seen))
+"""
+
+
+def test_check_modules_are_imported_once_per_session(tmp_path: Path) -> None:
+    """One registry of guarantees: each check module is imported under one name only, its conftest too."""
+    options = ["-q", "--namespaces=uts", "--no-host-audit", f"--report-dir={tmp_path}"]
+    run = subprocess.run(
+        [sys.executable, "-c", COUNT_CHECK_MODULES, *options],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert any(path.endswith("/uts.py") for path in seen), run.stdout[-2000:]
+    assert set(seen.values()) == {1}, seen

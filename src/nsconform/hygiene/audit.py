@@ -7,7 +7,6 @@ run (nsconform.hygiene.naming) are left out, so that concurrent runs do not blam
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,12 +117,3 @@ def split_runtime_findings(changes: dict[str, dict[str, list[str]]]) -> tuple[di
     runtime = {k: v for k, v in changes.items() if k in RUNTIME_ASPECTS}
     harness = {k: v for k, v in changes.items() if k not in RUNTIME_ASPECTS}
     return harness, runtime
-
-
-@contextlib.contextmanager
-def audited() -> Iterator[dict[str, dict[str, list[str]]]]:
-    """`with audited() as changes:` fills `changes` with what the block left on the host."""
-    before = snapshot()
-    changes: dict[str, dict[str, list[str]]] = {}
-    yield changes
-    changes.update(difference(before, snapshot()))

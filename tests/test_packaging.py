@@ -77,10 +77,10 @@ def test_wheel_runs_the_suite_from_an_unrelated_directory_as_the_checkout_does(
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     # 2. only `nsconform` is importable of what it installed: no `fixtures`, `reports` or `isolation_checks`
+    empty = tmp_path / "empty"  # (elsewhere has a reports/ now, which python -c would import from)
+    empty.mkdir()
     for name in ("fixtures", "reports", "isolation_checks"):
-        probe = subprocess.run(
-            [clean_venv / "bin" / "python", "-c", f"import {name}"], cwd=elsewhere, capture_output=True
-        )
+        probe = subprocess.run([clean_venv / "bin" / "python", "-c", f"import {name}"], cwd=empty, capture_output=True)
         assert probe.returncode != 0, f"{name} is importable from the wheel's venv"
     # 3. the checkout's run with the same options gives the same result, id by id
     checkout = subprocess.run(

@@ -252,3 +252,14 @@ def test_check_modules_are_imported_once_per_session(tmp_path: Path) -> None:
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert any(path.endswith("/uts.py") for path in seen), run.stdout[-2000:]
     assert set(seen.values()) == {1}, seen
+
+
+def test_the_plugin_collects_the_checks_in_any_project(tmp_path: Path) -> None:
+    """`-p nsconform.plugin --pyargs nsconform.isolation_checks`, in a directory of no configuration: the checks
+    are collected whatever python_files says."""
+    run = run_pytest(
+        tmp_path, "-p", "nsconform.plugin", "--collect-only", "-q", "--nsc-namespaces=uts", "--pyargs",
+        "nsconform.isolation_checks",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "uts.py::test_hostname_private[uts]" in run.stdout

@@ -14,22 +14,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from importlib.util import find_spec
 from pathlib import Path
 
-import nsconform
+from nsconform.locations import CONFIG, checks_dir
 from nsconform.settings import OPTIONS, PREFIX
-
-PACKAGE = Path(nsconform.__file__).resolve().parent
-
-
-def checks_dir() -> Path:
-    """Where the checks are (the package's folder, or the checkout's in an editable install), found without
-    importing them: pytest imports each check module, once."""
-    spec = find_spec("nsconform.isolation_checks")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("nsconform.isolation_checks: the installed package has no checks")
-    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 class CommandError(ValueError):
@@ -72,7 +60,7 @@ def translate(argv: Sequence[str]) -> tuple[list[str], Path, str | None]:
 def pytest_args(translated: Sequence[str], report_dir: Path) -> list[str]:
     """The whole pytest command line: the package's configuration and rootdir, the options, then the checks."""
     checks = checks_dir()
-    config = ["-c", str(PACKAGE / "pytest.ini"), "--rootdir", str(checks.parent)]
+    config = ["-c", str(CONFIG), "--rootdir", str(checks.parent)]
     return [*config, *translated, f"{PREFIX}report-dir={report_dir}", str(checks)]
 
 

@@ -78,9 +78,10 @@ def test_wheel_runs_the_suite_from_an_unrelated_directory_as_the_checkout_does(
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     # 2. only `nsconform` is importable of what it installed: no `fixtures`, `reports` or `isolation_checks`
+    #    (-I: not the working directory, where the run just wrote its reports/)
     for name in ("fixtures", "reports", "isolation_checks"):
         probe = subprocess.run(
-            [clean_venv / "bin" / "python", "-c", f"import {name}"], cwd=elsewhere, capture_output=True
+            [clean_venv / "bin" / "python", "-I", "-c", f"import {name}"], cwd=elsewhere, capture_output=True
         )
         assert probe.returncode != 0, f"{name} is importable from the wheel's venv"
     # 3. the checkout's run with the same options gives the same result, id by id

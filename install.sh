@@ -9,8 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 DEBIAN_PACKAGES=(
   python3 python3-venv python3-pip ca-certificates   # the harness; the probe runs on /usr/bin/python3
   util-linux iproute2 procps                         # unshare(1) for the unshare profile; ip for humans only
-  bubblewrap runc crun podman uidmap busybox-static  # the runtimes of profiles/
-  docker.io                                          # profiles/docker.toml and --nsc-attach to a container (tests start their own dockerd)
+  bubblewrap runc crun podman uidmap busybox-static  # the runtimes of the bundled profiles
+  docker.io                                          # the docker profile and --nsc-attach to a container (tests start their own dockerd)
   chromium                                           # renders conformance.html in the project's tests
 )
 missing=()

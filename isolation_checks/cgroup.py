@@ -9,7 +9,7 @@ from nsconform.host.observe import Host
 from nsconform.sandbox.sandbox import Sandbox
 
 
-@guarantee("cgroup", "any")
+@guarantee("cgroup", "any", references=["cgroup_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a cgroup namespace of its own exactly when cgroup is isolated."""
     verdict.identity("cgroup", sandbox, host)

@@ -12,7 +12,7 @@ from nsconform.sandbox.sandbox import Sandbox
 KINDS = ("shm", "sem", "msg")
 
 
-@guarantee("ipc", "any")
+@guarantee("ipc", "any", references=["ipc_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has an IPC namespace of its own exactly when IPC is isolated."""
     verdict.identity("ipc", sandbox, host)

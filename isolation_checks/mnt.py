@@ -14,8 +14,10 @@ from nsconform.hygiene import naming
 from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Sandbox
 
+SHARED_SUBTREES = "Linux kernel documentation: Shared Subtrees"
 
-@guarantee("mnt", "any")
+
+@guarantee("mnt", "any", references=["mount_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a mount namespace of its own exactly when mount is isolated."""
     verdict.identity("mnt", sandbox, host)
@@ -124,7 +126,7 @@ def test_fresh_proc(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     )
 
 
-@guarantee("mnt", "isolated", rootful=True)
+@guarantee("mnt", "isolated", rootful=True, references=[SHARED_SUBTREES])
 def test_mount_inside_does_not_propagate(sandbox: Sandbox, host: Host, verdict: Verdict, scratch: MountScratch) -> None:
     """A mount made inside, under a mount point the host shares (MS_SHARED), does not reach the host."""
     # 1. ASSERT an own mount namespace; the harness made its shared mount point before the sandbox started
@@ -145,7 +147,7 @@ def test_mount_inside_does_not_propagate(sandbox: Sandbox, host: Host, verdict: 
             sandbox.probe("unmount", target=target)
 
 
-@guarantee("mnt", "isolated", rootful=True)
+@guarantee("mnt", "isolated", rootful=True, references=[SHARED_SUBTREES])
 def test_host_mount_does_not_propagate(
     sandbox: Sandbox, host: Host, verdict: Verdict, scratch: MountScratch, declared: Expect
 ) -> None:

@@ -29,7 +29,7 @@ def errno_name(e: OSError) -> str:
     return errno.errorcode.get(e.errno or 0, str(e.errno))
 
 
-@guarantee("net", "any")
+@guarantee("net", "any", references=["network_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a network namespace of its own exactly when network is isolated."""
     verdict.identity("net", sandbox, host)
@@ -112,7 +112,7 @@ def test_host_loopback_unreachable(sandbox: Sandbox, host: Host, verdict: Verdic
     expect_unreachable("a listener on the host's loopback", LOOPBACK, 0, sandbox, host, verdict)
 
 
-@guarantee("net", "isolated")
+@guarantee("net", "isolated", references=["CVE-2020-15257", "unix(7): abstract sockets"])
 def test_host_abstract_socket_unreachable(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """An abstract unix socket bound on the host cannot be reached from inside (the class of CVE-2020-15257)."""
     expect_unreachable(

@@ -13,7 +13,7 @@ from nsconform.host.observe import Host
 from nsconform.sandbox.sandbox import Sandbox, await_exit
 
 
-@guarantee("pid", "any")
+@guarantee("pid", "any", references=["pid_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a PID namespace of its own exactly when PID is isolated."""
     verdict.identity("pid", sandbox, host)

@@ -31,7 +31,7 @@ def readings(clock: str, before: dict[str, int], inside: dict[str, int], after: 
     }
 
 
-@guarantee("time", "any")
+@guarantee("time", "any", references=["time_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a time namespace of its own exactly when time is isolated."""
     verdict.identity("time", sandbox, host)

@@ -15,7 +15,7 @@ from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Sandbox
 
 
-@guarantee("user", "any")
+@guarantee("user", "any", references=["user_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a user namespace of its own exactly when user is isolated."""
     verdict.identity("user", sandbox, host)
@@ -154,7 +154,7 @@ def test_shared_hostname_unchangeable(sandbox: Sandbox, verdict: Verdict) -> Non
     )
 
 
-@guarantee("user", "isolated")
+@guarantee("user", "isolated", references=["CVE-2014-8989", "user_namespaces(7): /proc/PID/setgroups"])
 def test_setgroups_denied_where_required(sandbox: Sandbox, verdict: Verdict) -> None:
     """Where gid_map maps only the creator's own gid (an unprivileged mapping), setgroups is deny and root
     inside cannot drop its supplementary groups."""

@@ -11,7 +11,7 @@ from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Sandbox
 
 
-@guarantee("uts", "any")
+@guarantee("uts", "any", references=["uts_namespaces(7)"])
 def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox has a UTS namespace of its own exactly when UTS is isolated."""
     verdict.identity("uts", sandbox, host)

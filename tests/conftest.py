@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from nsconform.report.schema import validate
 from nsconform.settings import SETTINGS
 
 pytest_plugins = ["pytester"]
@@ -40,6 +41,27 @@ def quiet_host() -> Iterator[None]:
 def host_perturbed() -> Iterator[None]:
     """For a test that runs a runtime changing host-wide state while it runs (podman's mounts, cgroups)."""
     yield from host_lock(fcntl.LOCK_SH)
+
+
+@pytest.fixture(autouse=True)
+def reports_match_their_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every conformance.json a test writes, in its tmp_path or its pytester directory, matches
+    nsconform/report/schema.json, read closed: a field the schema does not describe fails the test."""
+    yield
+    places = {request.node.funcargs[name] for name in ("tmp_path",) if name in request.node.funcargs}
+    if "pytester" in request.node.funcargs:
+        places.add(request.node.funcargs["pytester"].path)
+    for place in places:
+        for report in sorted(Path(place).rglob("conformance.json")):
+            validate_written(json.loads(report.read_text()), report)
+
+
+def validate_written(doc: dict[str, Any], path: Path) -> None:
+    __tracebackhide__ = True
+    try:
+        validate(doc, closed=True)
+    except ValueError as e:
+        pytest.fail(f"{path} does not match schema.json: {e}")
 
 
 class RuntimeOverride:

@@ -26,7 +26,7 @@ HYBRID = V1 + "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2
 
 
 def test_host_facts_of_this_host() -> None:
-    """CONTRACT's keys first, as before; then the kernel, packages, config, sysctls and cgroup layout."""
+    """The required keys first, as before; then the kernel, packages, config, sysctls and cgroup layout."""
     facts = hostfacts.host_facts()
     uname = os.uname()
     assert list(facts)[:5] == ["hostname", "kernel", "machine", "distro", "python"]

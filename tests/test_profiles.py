@@ -1,4 +1,4 @@
-"""Runtime profiles: the format of CONTRACT.md, its extensions, and the errors a bad profile gets."""
+"""Runtime profiles: the format of docs/profiles.md, its extensions, and the errors a bad profile gets."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_fixed_runtime_lists_improvements_and_passes(run_suite, pytester) -> Non
     [
         ('{"schema": "other/2", "results": []}', "schema 'other/2', not 'nsconform/1'"),
         ("{not json", "not JSON"),
-        ('{"schema": "nsconform/1", "results": [{"check": 1}]}', "`results` is not a list of results"),
+        ('{"schema": "nsconform/1", "results": [{"check": 1}]}', "not a valid nsconform/1 report (schema.json): "),
     ],
 )
 def test_bad_baseline_is_a_usage_error_at_start(run_suite, pytester, content: str, message: str) -> None:

@@ -341,3 +341,15 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
         write_atomic(target, "new report\n" * 1000)
     assert target.read_text() == "old report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+
+
+def test_readme_picture_is_a_chromium_screenshot_of_a_report() -> None:
+    """docs/images/conformance.png, which the README shows, is what scripts/screenshot.py takes: a
+    WIDTH x HEIGHT Chromium screenshot of a report's matrix, with passed and failed cells in their colours."""
+    from scripts.screenshot import DEFAULT_OUT, HEIGHT, WIDTH
+
+    image = png.read(DEFAULT_OUT)
+    assert (image.width, image.height) == (WIDTH, HEIGHT)
+    seen = image.colours()
+    for outcome in ("passed", "failed"):
+        assert seen[colour(COLOURS[outcome])] >= 50, f"no {outcome} cells ({COLOURS[outcome]}) in {DEFAULT_OUT}"

@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from nsconform.host.observe import scratch_dir
-from tests.conftest import ROOT
+from tests.conftest import ROOT, validate_written
 
 USER = "nsconform"
 # The run checks the default namespaces; these must come out conformant (every other one that has checks too).
@@ -206,6 +206,8 @@ def run_as(
         )
         report_path = out / "conformance.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        if report:
+            validate_written(report, report_path)  # written outside the test's tmp_path, and removed below
         left = sorted(traces(user, tmp) - before - {f"path {workspace}"})
     return done, report, left
 

@@ -13,6 +13,8 @@ other namespaces the combination must isolate too, `needs_shared` ones it must s
 what it cannot restore, ends processes, or rests on a premise a joined probe does not meet).
 `ends_sandbox` marks a check that ends the combination's sandbox to observe what its end does: it
 runs after the other checks of its combination, and the next check to need one gets a new sandbox.
+`references` names what the guarantee answers: CVE ids, advisories, kernel documentation or man pages.
+The catalogue of checks, docs/checks.md, is generated from these declarations (nsconform.catalogue).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Guarantee:
     attach_unsafe: str = ""  # why it does not run on a live target (--nsc-attach); empty: it does
     declares: tuple[str, ...] = ()  # checks what the runtime declares: fields of its Expect, one at least set
     ends_sandbox: bool = False  # ends the combination's sandbox: runs last among its combination's checks
+    references: tuple[str, ...] = ()  # CVE ids, advisories, kernel docs or man pages the guarantee answers
     name: str = ""
     doc: str = ""
 
@@ -73,10 +76,13 @@ def guarantee(
     attach_unsafe: str = "",
     declares: Iterable[str] = (),
     ends_sandbox: bool = False,
+    references: Iterable[str] = (),
 ) -> Callable[[F], F]:
     """Declare the decorated test function a check of `namespace`'s guarantee."""
     if namespace not in ALL or when not in WHEN or not set(needs) | set(needs_shared) <= set(ALL):
         raise ValueError(f"bad guarantee declaration: {namespace!r}, {when!r}, {needs!r}, {needs_shared!r}")
+    if isinstance(references, str):
+        raise ValueError(f"bad guarantee declaration: references is a list of strings, not {references!r}")
 
     def declare(fn: F) -> F:
         module = fn.__module__.rsplit(".", 1)[-1]
@@ -89,6 +95,7 @@ def guarantee(
             attach_unsafe=attach_unsafe,
             declares=tuple(declares),
             ends_sandbox=ends_sandbox,
+            references=tuple(references),
             name=f"{module}.{fn.__name__.removeprefix('test_')}",
             doc=inspect.getdoc(fn) or "",
         )

@@ -1,6 +1,6 @@
 """The pytest plugin: options, the combination matrix, scheduling, verdicts and reports.
 
-Loaded only where asked: the checkout's conftest.py, the `nsconform` command, or `-p nsconform.plugin`
+Loaded only where asked: the checkout's pytest.ini, the `nsconform` command, or `-p nsconform.plugin`
 (or `pytest_plugins = ["nsconform.plugin"]`) in a project that wants the fixtures (nsconform.fixtures,
 all named `nsconform_*`). Elsewhere nsconform registers nothing: no option, fixture, hook or output.
 """
@@ -201,7 +201,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[str, str]:
-    """CONTRACT outcome and reason: an AssertionError is a failed guarantee, anything else an error."""
+    """A result's outcome and reason: an AssertionError is a failed guarantee, anything else an error."""
     if report.passed:
         return "passed", ""
     if report.skipped:

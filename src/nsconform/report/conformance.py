@@ -1,8 +1,10 @@
-"""conformance.json, exactly as CONTRACT.md specifies it (schema nsconform/1), and reading it back.
+"""conformance.json (schema nsconform/1): the document a run writes, and reading one back.
 
-Beyond CONTRACT's keys, a document has `runtime.version` (when the runtime reports one), the host
-facts of reports.hostfacts, `checks` (each check's guarantee, as its docstring states it) and,
-with --nsc-baseline, `baseline` (the file, its regressions and improvements).
+The document is described field by field in schema.json beside this module (a JSON Schema, shipped in
+the package) and in docs/reports.md: the runtime (with its version when it reports one, and the target
+with --nsc-attach), the host facts of nsconform.report.hostfacts, one result per check and
+combination, a verdict per namespace, `checks` (each check's guarantee, as its docstring states it),
+with --nsc-baseline `baseline`, and the plugin adds `host_audit`. load_report validates against it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nsconform.report.hostfacts import host_facts, runtime_version
-from nsconform.report.results import OUTCOMES, Result, summarize
+from nsconform.report.results import Result, summarize
+from nsconform.report.schema import SchemaError, validate
 
 if TYPE_CHECKING:
     from nsconform.report.baseline import Comparison
@@ -76,19 +79,8 @@ def load_report(path: Path, *, what: str = "report") -> dict[str, Any]:
     schema = doc.get("schema") if isinstance(doc, dict) else None
     if schema != SCHEMA:
         raise ReportError(f"{what} {path}: schema {schema!r}, not {SCHEMA!r}: not a conformance.json of nsconform")
-    results = doc.get("results")
-    if not isinstance(results, list) or not all(valid_result(r) for r in results):
-        raise ReportError(f"{what} {path}: `results` is not a list of results with check, combination and outcome")
-    if not isinstance(doc.get("summary"), dict) or not isinstance(doc.get("host"), dict):
-        raise ReportError(f"{what} {path}: `summary` or `host` is missing")
+    try:
+        validate(doc)
+    except SchemaError as e:
+        raise ReportError(f"{what} {path}: not a valid {SCHEMA} report (schema.json): {e}") from None
     return doc
-
-
-def valid_result(result: Any) -> bool:
-    return (
-        isinstance(result, dict)
-        and isinstance(result.get("check"), str)
-        and isinstance(result.get("combination"), list)
-        and all(isinstance(ns, str) for ns in result["combination"])
-        and result.get("outcome") in OUTCOMES
-    )

@@ -1,6 +1,6 @@
 """Facts about the host a run was measured on: what a reader needs to compare or reproduce a verdict.
 
-CONTRACT's keys (hostname, kernel, machine, distro, python) come first; then the kernel's version
+The report's required keys (hostname, kernel, machine, distro, python) come first; then the kernel's version
 string, the os-release ids, the versions of the harness's packages, the namespace-related kernel
 config, the namespace sysctls and the cgroup layout. Every fact is read, never guessed: what cannot
 be read is "unavailable".
@@ -142,7 +142,7 @@ def cgroup() -> str:
 def runtime_version(runtime: Any) -> str | None:
     """The version the runtime reports, when it has an optional `version` attribute.
 
-    A runtime (fixtures.runtimes.Runtime) may offer `version`: a string, or a callable returning one
+    A runtime (nsconform.runtimes.runtime.Runtime) may offer `version`: a string, or a callable returning one
     (typically running the profile's version command, e.g. `runc --version`). It is reported as
     given, on at most 3 lines; a callable that fails is reported as unavailable with the reason.
     """

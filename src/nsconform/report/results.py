@@ -76,7 +76,7 @@ class ResultBook:
 
 
 def verdict(counts: dict[str, int]) -> str:
-    """CONTRACT: violated if any failed; else error if any errored; else conformant if any passed."""
+    """A namespace's verdict: violated if any failed; else error if any errored; else conformant if any passed."""
     if counts["failed"]:
         return "violated"
     if counts["error"]:

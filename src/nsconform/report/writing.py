@@ -36,7 +36,7 @@ def json_text(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
-# The files of REPORT_DIR (CONTRACT), each rendered from the conformance.json document.
+# The files of REPORT_DIR (docs/reports.md), each rendered from the conformance.json document.
 VIEWS: dict[str, Callable[[dict[str, Any]], str]] = {
     "conformance.json": json_text,
     "junit.xml": junit.render,

@@ -1,12 +1,12 @@
-"""Runtime profiles (CONTRACT.md, "Runtime profile"): a TOML file that says how to start a runtime.
+"""Runtime profiles (docs/profiles.md): a TOML file that says how to start a runtime.
 
 The fixed form runs one `command` that isolates what `isolates` lists. The matrix form builds any
 combination of the namespaces in [matrix.flags]: `prefix`, the flags of each isolated namespace (in
 the file's order), `suffix`. The harness appends its probe command to either.
 
-Extensions (proposed to CONTRACT; every CONTRACT key keeps its meaning):
+Beyond the basic keys (name, description, requires, command, isolates, [matrix], [expect]):
   [matrix.flags] "mnt+pid" = [...]   flags added only when all the namespaces named are isolated
-  bundle = "oci"      the harness writes an OCI bundle for each sandbox (nsconform/runtimes/bundles.py): {bundle}
+  bundle = "oci"      the harness writes an OCI bundle for each sandbox (nsconform.runtimes.bundles): {bundle}
                       holds config.json, with the combination's namespaces (mnt always) and the probe
                       command as process.args, and rootfs/. `command` starts it and gets nothing
                       appended; the runtime builds any combination; `isolates` is optional

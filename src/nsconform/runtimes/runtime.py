@@ -77,7 +77,7 @@ def probe_code() -> str:
 
 @dataclass(frozen=True)
 class ProfileRuntime:
-    """A runtime described by a profile (nsconform/runtimes/profiles.py): its command, with the probe's appended."""
+    """A runtime described by a profile (nsconform.runtimes.profiles): its command, with the probe's appended."""
 
     spec: Profile
 

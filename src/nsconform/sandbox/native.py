@@ -76,7 +76,7 @@ class NativeRuntime:
 
     @property
     def expect(self) -> Expect:
-        """The id maps it documents (README), whatever a leaky `uid_map` makes it write."""
+        """The id maps it documents (docs/running.md, "Rootless"), whatever a leaky `uid_map` makes it write."""
         maps: dict = NativeRuntime().id_maps()
         uid_map, gid_map = (tuple((a, b, c) for a, b, c in maps[name]) for name in ("uid_map", "gid_map"))
         return Expect(uid_map=uid_map, gid_map=gid_map)

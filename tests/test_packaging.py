@@ -264,3 +264,9 @@ def test_the_plugin_collects_the_checks_in_any_project(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:]
     assert "uts.py::test_hostname_private[uts]" in run.stdout
+
+
+def test_a_check_module_named_by_path_is_collected_once() -> None:
+    run = run_pytest(ROOT, "--collect-only", "-q", "--nsc-namespaces=uts", "isolation_checks/uts.py")
+    ids = [line for line in run.stdout.splitlines() if "::" in line]
+    assert ids and len(ids) == len(set(ids)), run.stdout[-2000:]

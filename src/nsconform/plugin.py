@@ -64,6 +64,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     (`pytest -p nsconform.plugin --pyargs nsconform.isolation_checks` works in any project)."""
     if file_path.suffix != ".py" or file_path.name in ("__init__.py", "conftest.py"):
         return None
+    if parent.session.isinitpath(file_path):
+        return None  # named on the command line: pytest's own python plugin collects it
     if file_path.resolve().parent != checks_dir():
         return None
     return pytest.Module.from_parent(parent, path=file_path)

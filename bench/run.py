@@ -66,7 +66,7 @@ def wall(cmd: list[str], ok: tuple[int, ...] = (0,), **kwargs) -> float:
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, **kwargs)
     seconds = time.perf_counter() - t0
     if done.returncode not in ok:
-        raise SystemExit(f"{' '.join(cmd)}: exit status {done.returncode}")
+        raise SystemExit(f"{' '.join(map(str, cmd))}: exit status {done.returncode}")
     return seconds
 
 

@@ -59,6 +59,14 @@ def current_volume() -> str | None:
     return _volumes[-1] if _volumes else None
 
 
+def not_inside(path: str) -> str:
+    """Why a check skips when the harness's scratch path `path` is not in the sandbox."""
+    return (
+        f"the harness's scratch path {path} is not inside the sandbox: its root (or /tmp) is its own, and its "
+        "runtime's profile brings no {volume} in"
+    )
+
+
 @contextmanager
 def scratch_dir(kind: str, *, owner: tuple[int, int] | None = None, mode: int = 0o700) -> Iterator[str]:
     """A new directory of nsconform.hygiene.naming in the worker's volume (else the temp dir), given to `owner`

@@ -15,6 +15,8 @@ Beyond the basic keys (name, description, requires, command, isolates, [matrix],
   cleanup = [...]     a command run after each sandbox has closed, whatever happened (its exit
                       status is ignored: it must be safe to run when nothing is left)
   version = [...]     a command whose output (its first lines) the report records as the runtime's version
+  combinations = "declared"  with bundle = "oci": the runtime builds only what `isolates` lists (a sandbox
+                      with a kernel of its own isolates everything, whatever the bundle asks)
   [oci]               with bundle = "oci", what the generated config.json needs for this runtime:
     mounts = [{...}]  OCI mounts entries (destination, source, type, options) added to the bundle's
     capabilities = [...]  the capability names the runtime knows (the bundle grants no other), or
@@ -38,7 +40,18 @@ from nsconform.namespaces import ALL, Combination
 from nsconform.runtimes.declared import Expect, IdMap
 
 TOP_KEYS = (
-    "name", "description", "requires", "command", "isolates", "matrix", "expect", "bundle", "cleanup", "version", "oci"
+    "name",
+    "description",
+    "requires",
+    "command",
+    "isolates",
+    "matrix",
+    "expect",
+    "bundle",
+    "cleanup",
+    "version",
+    "oci",
+    "combinations",
 )
 MATRIX_KEYS = ("prefix", "suffix", "flags")
 EXPECT_KEYS = ("hostname", "uid_map", "gid_map", "propagation")
@@ -99,6 +112,7 @@ class Profile:
     cleanup: tuple[str, ...] | None
     version: tuple[str, ...] | None = None
     oci: Oci | None = None
+    declared_only: bool = False  # combinations = "declared"
 
     def uses(self, placeholder: str) -> bool:
         """Whether an argument of the profile (command, matrix, cleanup, [oci] mounts) holds `placeholder`."""
@@ -123,7 +137,7 @@ class Profile:
 
     @property
     def any_combination(self) -> bool:
-        return self.matrix is not None or self.bundle == "oci"
+        return (self.matrix is not None or self.bundle == "oci") and not self.declared_only
 
 
 def load(path: Path) -> Profile:
@@ -233,7 +247,10 @@ class _Reader:
             raise self.fail("command", "missing: give either `command` with `isolates`, or a [matrix] table")
         if bundle == "oci" and matrix is not None:
             raise self.fail("bundle", "an OCI bundle carries the namespaces itself: use `command`, not [matrix]")
+        declared_only = self.combinations(data, bundle)
         isolates = self.isolates(data, command, matrix, bundle)
+        if declared_only and isolates is None:
+            raise self.fail("isolates", 'missing: with combinations = "declared" it is the only combination built')
         cleanup = self.strings(data, "cleanup", empty=False)
         oci = self.oci(data, bundle)
         self.placeholders(command, matrix, cleanup, bundle, oci)
@@ -250,7 +267,18 @@ class _Reader:
             cleanup=cleanup,
             version=self.strings(data, "version", empty=False),
             oci=oci,
+            declared_only=declared_only,
         )
+
+    def combinations(self, data: dict[str, Any], bundle: str | None) -> bool:
+        value = self.text(data, "combinations")
+        if value is None:
+            return False
+        if value != "declared":
+            raise self.fail("combinations", f'the only value is "declared", not {value!r}')
+        if bundle != "oci":
+            raise self.fail("combinations", 'only a profile with bundle = "oci" builds other combinations by default')
+        return True
 
     def matrix(self, data: dict[str, Any]) -> Matrix | None:
         table = self.table(data, "matrix")

@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   util-linux iproute2 procps                         # unshare(1) for the unshare profile; ip for humans only
   bubblewrap runc crun podman uidmap busybox-static  # the runtimes of the bundled profiles
   docker.io                                          # the docker profile and --nsc-attach to a container (tests start their own dockerd)
+  lxc systemd-container firejail runsc               # the lxc, nspawn, firejail and runsc (gVisor) profiles
   chromium                                           # renders conformance.html in the project's tests
 )
 missing=()

@@ -20,6 +20,7 @@ def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> N
     "isolated",
     attach_unsafe="the probe joins the target's cgroup namespace but not its cgroups (that would change the "
     "target's cgroup membership), so its own cgroups lie outside the namespace root",
+    host_view="it reads the cgroups of the probe's process on the host",
 )
 def test_namespace_root(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """Inside, /proc/self/cgroup shows the sandbox's cgroups as the namespace root `/`, not their host paths."""
@@ -38,7 +39,7 @@ def test_namespace_root(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     )
 
 
-@guarantee("cgroup", "shared")
+@guarantee("cgroup", "shared", host_view="it reads the cgroups of the probe's process on the host")
 def test_paths_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """With cgroup shared, the sandbox sees its cgroups under the same paths as the host does (observed only)."""
     outside = host.probe("cgroups", pid=sandbox.pid)

@@ -151,7 +151,9 @@ def test_sysctl_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
         sandbox.probe("set_sysctl", name=SYSCTL, value=previous)
 
 
-@guarantee("net", "isolated", rootful=True)
+@guarantee(
+    "net", "isolated", rootful=True, host_view="it moves a veth into the network namespace of the sandbox's process"
+)
 def test_veth_carries_tcp(sandbox: Sandbox, host: Host, verdict: Verdict, veth: Callable[[Sandbox], Veth]) -> None:
     """A veth pair moved into the sandbox carries TCP between the host and the sandbox, both ways."""
     # 1. ASSERT an own network namespace (the fixture refuses the host's); 2. a veth pair, its peer inside
@@ -180,6 +182,7 @@ def test_veth_carries_tcp(sandbox: Sandbox, host: Host, verdict: Verdict, veth: 
     rootful=True,
     attach_unsafe="it ends the sandbox and expects its network namespace gone; the target's outlives the probe",
     ends_sandbox=True,
+    host_view="it moves a veth into the network namespace of the sandbox's process",
 )
 def test_veth_vanishes_with_sandbox(
     sandbox: Sandbox, host: Host, verdict: Verdict, veth: Callable[[Sandbox], Veth]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import psutil
 import pytest
 
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
-from nsconform.sandbox.sandbox import Sandbox, await_exit
+from nsconform.sandbox.errors import SandboxError
+from nsconform.sandbox.sandbox import Sandbox, pid_in_namespace
 
 
 @guarantee("pid", "any", references=["pid_namespaces(7)"])
@@ -40,7 +45,7 @@ def test_init_is_pid_1(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     verdict.expect(ident["ppid"] == 0, "the sandbox's init has a parent inside", ppid_inside=ident["ppid"])
 
 
-@guarantee("pid", "isolated", needs=["mnt"])
+@guarantee("pid", "isolated", needs=["mnt"], host_view="it counts the sandbox's processes on the host")
 def test_proc_shows_only_sandbox(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """/proc inside lists the sandbox's processes only, not the host's."""
     # 1. /proc/self inside must name the probe's pid in its own namespace (a stale host /proc names the host pid)
@@ -98,10 +103,13 @@ def test_init_survives_sigkill_from_inside(sandbox: Sandbox, host: Host, verdict
     verdict.require_own_namespace("pid", sandbox, host)
     if sandbox.probe("identity")["pid"] != 1:
         pytest.skip("the probe is not its namespace's init (the runtime's own init is PID 1): not ours to kill")
-    seen = sandbox.probe("kill_init_from_inside")
-    alive = sandbox.probe("identity")["pid"] == 1
+    try:
+        seen = sandbox.probe("kill_init_from_inside")
+        alive = sandbox.probe("identity")["pid"] == 1
+    except SandboxError as e:  # the probe, that init, is gone: the sandbox ended with it
+        seen, alive = {"sandbox_ended": str(e)}, False
     verdict.expect(
-        alive and psutil.pid_exists(sandbox.pid),
+        alive and (sandbox.pid is None or psutil.pid_exists(sandbox.pid)),
         "the sandbox's init died of a SIGKILL sent from inside",
         kill_result=seen,
     )
@@ -110,46 +118,66 @@ def test_init_survives_sigkill_from_inside(sandbox: Sandbox, host: Host, verdict
 @guarantee(
     "pid",
     "isolated",
-    attach_unsafe="it ends the sandbox's init and kills whatever of its PID namespace survives: the target",
+    attach_unsafe="it kills the PID namespace's init, the target's own",
     ends_sandbox=True,
+    host_view="it watches the sandbox's processes die from the host",
 )
 def test_no_survivor_after_init_exit(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """When the sandbox's init exits, no process of the sandbox survives (seen from the host)."""
-    # 1. the combination's sandbox (this check ends it); 2. two children inside that would block forever
-    # 3. the probe and its runtime end; the init (the probe, or the runtime's own) exits: EXPECT it does
-    # 4. EXPECT none of the sandbox's processes alive on the host; 5. kill survivors
+    """When the init of the sandbox's PID namespace dies, every process of the namespace has died with it."""
+    # 1. ASSERT an own PID namespace; two children inside that would block forever
+    # 2. the host takes a pidfd of every process of the namespace, then SIGKILLs its init (the probe, or the
+    #    runtime's own: lxc-init, firejail, bwrap ...), whatever the runtime would do at its end
+    # 3. the kernel reaps the init only once the rest of its namespace is gone: EXPECT, the moment the init's
+    #    pidfd says it exited, every other pidfd to say so too (nothing is waited for but the kill itself)
+    # 4. close the sandbox, whatever its runtime does after its init's end
     verdict.require_own_namespace("pid", sandbox, host)
     sandbox.probe("spawn_sleepers", count=2)
-    init = sandbox.namespace_init() or psutil.Process(sandbox.pid)
-    processes = [init, *init.children(recursive=True)]
-    sandbox.end()
-    init_exited = not await_exit([init], sandbox.timeout)
-    survivors = [p for p in processes if running(p)]
+    with pidfds(sandbox.ns_members()) as members:
+        own = (sandbox.ns_inode("pid"), 1)
+        init = next((fd for fd, proc in members.items() if pid_in_namespace(proc.pid) == own), None)
+        verdict.require(init is not None, "the host finds no PID 1 in the sandbox's PID namespace")
+        assert init is not None
+        signal.pidfd_send_signal(init, signal.SIGKILL)
+        if not select.select([init], [], [], sandbox.timeout)[0]:
+            raise SandboxError(
+                f"the sandbox's init (host pid {members[init].pid}) did not die of SIGKILL within {sandbox.timeout:g} s"
+            )
+        ended = set(select.select(list(members), [], [], 0)[0])
+        survivors = [proc for fd, proc in members.items() if fd not in ended]
+        try:
+            verdict.expect(
+                not survivors,
+                "processes of the sandbox's PID namespace outlived its init",
+                init_on_host=members[init].pid,
+                namespace_processes=sorted(p.pid for p in members.values()),
+                survivors=[p.pid for p in survivors],
+            )
+        finally:
+            for proc in survivors:
+                with suppress(psutil.Error):
+                    proc.kill()
+            sandbox.close()  # whatever its runtime still does: the next check of the combination gets a new one
+
+
+@contextmanager
+def pidfds(processes: list[psutil.Process]) -> Iterator[dict[int, psutil.Process]]:
+    """A pidfd of each of `processes` still running (a pidfd names its process, never a later one's pid)."""
+    held: dict[int, psutil.Process] = {}
     try:
-        verdict.expect(
-            init_exited,
-            "the sandbox's init still runs after its first process and its runtime ended",
-            init_on_host=init.pid,
-        )
-        verdict.expect(
-            not survivors,
-            "processes of the sandbox outlived its init",
-            sandbox_processes=[p.pid for p in processes],
-            survivors=[p.pid for p in survivors],
-        )
+        for proc in processes:
+            with suppress(OSError):
+                fd = os.pidfd_open(proc.pid)
+                held[fd] = proc
+                if not proc.is_running():  # the pid was another process's by the time the pidfd was taken
+                    del held[fd]
+                    os.close(fd)
+        yield held
     finally:
-        for proc in survivors:
-            proc.kill()
+        for fd in held:
+            os.close(fd)
 
 
-def running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-@guarantee("pid", "shared")
+@guarantee("pid", "shared", host_view="it compares the probe's pid inside with its pid on the host")
 def test_host_pids_visible(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """With PID shared, the sandbox sees host processes under their host PIDs."""
     target = os.getpid()

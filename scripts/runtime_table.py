@@ -34,22 +34,21 @@ def run(runtime: str, report_dir: Path, extra: list[str]) -> dict:
     return json.loads(path.read_text())
 
 
-def version(runtime: str) -> str:
-    """What ran: the profile's description and the first line of `EXECUTABLE --version` of its first requirement."""
+def version(runtime: str, report: dict) -> str:
+    """What ran: the profile's description and the first line of the version its report records."""
     spec = getattr(resolve(runtime, ROOT), "spec", None)
     if spec is None:
         return "the harness's own sandboxes"
     about = f"{spec.description} ({spec.path.name})" if spec.description else spec.path.name
-    if not spec.requires:
-        return about
-    done = subprocess.run([spec.requires[0], "--version"], capture_output=True, text=True, check=False)
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return f"{about}: {lines[0] if done.returncode == 0 and lines else 'version unknown'}"
+    recorded = (report["runtime"].get("version") or "").strip().splitlines()
+    return f"{about}: {recorded[0] if recorded else 'version unknown'}"
 
 
 def cell(entry: dict) -> str:
+    """verdict (passed/failed/skipped/error), and what a verdict that rests on no behaviour rests on."""
     counts = "/".join(str(entry[k]) for k in ("passed", "failed", "skipped", "error"))
-    return f"{entry['verdict']} ({counts})"
+    rests_on = entry.get("basis", {}).get("rests_on", "behaviour")
+    return f"{entry['verdict']} ({counts})" + ("" if rests_on == "behaviour" else f", {rests_on}")
 
 
 def table(reports: dict[str, dict]) -> str:
@@ -84,7 +83,7 @@ def findings(reports: dict[str, dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runtimes", nargs="*", help="native, bundled profile names or profile files (default: all)")
-    parser.add_argument("--nsc-report-dir", type=Path, default=ROOT / "reports" / "runtimes")
+    parser.add_argument("--nsc-report-dir", dest="report_dir", type=Path, default=ROOT / "reports" / "runtimes")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
     runtimes = args.runtimes or ["native", *bundled()]
@@ -94,10 +93,11 @@ def main() -> None:
     host = next(iter(reports.values()))["host"]
     print(table(reports))
     print()
-    print("Cells: verdict (passed/failed/skipped/error results).")
+    print("Cells: verdict (passed/failed/skipped/error results); `identity only` where no behavioural check passed.")
     print(f"Measured on {host['distro']}, kernel {host['kernel']} ({host['machine']}), with:")
     for runtime in runtimes:
-        print(f"- {Path(runtime).stem}: {version(runtime)}")
+        report = reports[Path(runtime).stem]
+        print(f"- {Path(runtime).stem}: {version(runtime, report)} ({report['duration_s']:.1f} s)")
     notes = findings(reports)
     if notes:
         print()

@@ -19,6 +19,7 @@ from nsconform.inside import probe
 from nsconform.runtimes.bundles import make_rootfs
 from tests.conftest import ROOT
 from tests.test_attach import comparable, target_state
+from tests.test_runtimes import MOUNT_BEHAVIOUR
 
 # dockerd changes host-wide state while it runs (its mounts, cgroups): tests that audit the host wait for it.
 pytestmark = pytest.mark.usefixtures("host_perturbed")
@@ -119,11 +120,14 @@ def image(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_docker_profile_keeps_what_it_claims(
     docker_host: str, image: str, run_suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docker run: every namespace it claims is conformant, no error, no container left."""
+    """docker run: every namespace it claims is conformant, no error, the behavioural mount checks run on the
+    harness's volume and pass, no container left."""
     monkeypatch.setenv("DOCKER_HOST", docker_host)
     run = run_suite("--nsc-runtime", "docker", CHECKS)
     assert not [r for r in run.report["results"] if r["outcome"] == "error"], run.output
     assert set(run.verdicts().values()) == {"conformant"}, run.output
+    mounts = {r["check"]: r["outcome"] for r in run.report["results"] if r["check"] in MOUNT_BEHAVIOUR}
+    assert mounts == dict.fromkeys(MOUNT_BEHAVIOUR, "passed"), run.output
     assert docker(docker_host, "ps", "--all", "--quiet") == ""
 
 

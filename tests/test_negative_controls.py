@@ -86,6 +86,7 @@ CONTROLS = [
     ("pid.orphan_reparented_to_init", omit("pid"), "pid", "pid", None),
     ("pid.init_survives_sigkill_from_inside", omit("pid"), "pid", "pid", None),
     ("pid.no_survivor_after_init_exit", omit("pid"), "pid", "pid", None),
+    ("pid.no_survivor_after_init_exit", leak("no_init_fork"), "pid", "pid", None),  # the probe outside it
     ("pid.host_pids_visible", extra("pid"), "pid", "none", None),
     ("ipc.namespace_identity", omit("ipc"), "ipc", "ipc", None),
     ("ipc.namespace_identity", extra("ipc"), "ipc", "none", None),
@@ -112,7 +113,7 @@ CONTROLS = [
     ("user.host_root_process_unsignalable", ROOT_IS_HOST_ROOT, "user", "user", None),
     ("user.shared_hostname_unchangeable", omit("user"), "user", "user", None),
     ("user.setgroups_denied_where_required", mapped((0, 0, 1)), "user", "user", None),
-    ("user.full_capabilities_inside", leak("no_caps"), "user", "user", None),
+    ("user.no_capability_over_host", omit("user"), "user", "user", None),
     ("user.id_maps_shared", extra("user"), "user", "none", None),
     ("net.namespace_identity", omit("net"), "net", "net", None),
     ("net.namespace_identity", extra("net"), "net", "none", None),

@@ -87,6 +87,55 @@ def test_oci_bundle_always_isolates_mnt_and_gets_the_probe_in_its_config() -> No
         rt.launch(frozenset({"uts"}))
 
 
+VOLUME_MOUNT = """[oci]
+mounts = [{ destination = "{volume}", source = "{volume}", type = "bind", options = ["rbind"] }]
+"""
+
+
+def test_oci_table_adds_the_volume_grants_only_known_capabilities_and_sets_propagation() -> None:
+    """[oci]: its mounts ({volume} filled, a volume of the sandbox's own outside a session) come last; the
+    bundle grants no capability the runtime does not know; rootfs_propagation is the bundle's."""
+    text = OCI + VOLUME_MOUNT + 'capabilities = ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]\nrootfs_propagation = "rprivate"\n'
+    launch = runtime(text).launch(frozenset({"uts", "mnt"}))
+    try:
+        config = json.loads((Path(launch.argv[3]) / "config.json").read_text())
+        volume = config["mounts"][-1]["source"]
+        assert config["mounts"][-1] == {"destination": volume, "source": volume, "type": "bind", "options": ["rbind"]}
+        assert Path(volume).is_dir() and Path(volume).stat().st_mode & 0o777 == 0o711 and "-volume-" in volume
+        assert set(config["process"]["capabilities"]["effective"]) <= {"CAP_SYS_ADMIN", "CAP_NET_ADMIN"}
+        assert config["linux"]["rootfsPropagation"] == "rprivate"
+    finally:
+        for step in reversed(launch.cleanup):
+            step()
+    assert not Path(volume).exists()
+
+
+def test_oci_features_command_says_which_capabilities_the_runtime_knows() -> None:
+    """[oci] features: the command's JSON (as `runc features` prints it) lists the capabilities granted at most."""
+    listed = json.dumps({"linux": {"capabilities": ["CAP_CHOWN", "CAP_KILL"]}})
+    launch = runtime(OCI + f"[oci]\nfeatures = [\"echo\", {json.dumps(listed)}]\n").launch(frozenset({"mnt", "user"}))
+    try:
+        config = json.loads((Path(launch.argv[3]) / "config.json").read_text())
+        assert config["process"]["capabilities"]["bounding"] == ["CAP_CHOWN", "CAP_KILL"]
+    finally:
+        for step in reversed(launch.cleanup):
+            step()
+    with pytest.raises(SandboxError, match="cannot learn the runtime's capabilities"):
+        runtime(OCI + '[oci]\nfeatures = ["false"]\n').launch(frozenset({"mnt"}))
+
+
+def test_version_command_is_the_reports_runtime_version() -> None:
+    rt = runtime(FIXED + 'version = ["echo", "myjail 1.2"]\n')
+    assert rt.version is not None and rt.version() == "myjail 1.2"
+    assert runtime(FIXED).version is None
+
+
+def test_declared_combinations_of_an_oci_runtime() -> None:
+    """combinations = "declared": an OCI runtime that builds only what it claims (a kernel of its own)."""
+    rt = runtime(OCI + 'combinations = "declared"\nisolates = ["uts", "pid", "mnt"]\n')
+    assert not rt.any_combination and rt.buildable(frozenset({"net"})) == {"uts", "pid", "mnt"}
+
+
 @pytest.mark.parametrize("asked", [frozenset(), frozenset({"user"}), frozenset({"user", "pid", "net", "ipc"})])
 def test_oci_config_mounts_only_what_the_namespaces_allow(asked: frozenset[str]) -> None:
     """Without mnt asked for, the bundle still has its own mount namespace: nothing is mounted on the host."""
@@ -143,6 +192,18 @@ BAD = [
     ("cleanup", FIXED + 'cleanup = ["rm", "-r", "{rootfs}"]\n'),
     ("command", OCI.replace('"{bundle}", ', "")),
     ("isolates", OCI + 'isolates = ["uts"]\n'),
+    ("version", FIXED + "version = []\n"),
+    ("oci", FIXED + '[oci]\ncapabilities = ["CAP_CHOWN"]\n'),
+    ("oci.seccomp", OCI + "[oci]\nseccomp = 1\n"),
+    ("oci.capabilities", OCI + '[oci]\ncapabilities = ["CHOWN"]\n'),
+    ("oci.features", OCI + '[oci]\ncapabilities = ["CAP_CHOWN"]\nfeatures = ["runc", "features"]\n'),
+    ("oci.rootfs_propagation", OCI + '[oci]\nrootfs_propagation = "peer"\n'),
+    ("oci.mounts", OCI + '[oci]\nmounts = ["/x"]\n'),
+    ("oci.mounts.destination", OCI + '[oci]\nmounts = [{ source = "/x", type = "bind" }]\n'),
+    ("oci.mounts.flags", OCI + '[oci]\nmounts = [{ destination = "/x", source = "/x", type = "bind", flags = 1 }]\n'),
+    ("combinations", OCI + 'combinations = "all"\n'),
+    ("combinations", FIXED + 'combinations = "declared"\n'),
+    ("isolates", OCI + 'combinations = "declared"\n'),
 ]
 
 
@@ -171,8 +232,9 @@ def test_bundled_profile_is_valid(name: str) -> None:
     assert isinstance(rt, ProfileRuntime) and rt.name == name and rt.profile == str(PROFILES_DIR / f"{name}.toml")
 
 
-def test_five_runtimes_are_bundled() -> None:
-    assert set(bundled()) >= {"unshare", "bwrap", "runc", "crun", "podman"}
+def test_every_runtime_family_is_bundled() -> None:
+    families = {"unshare", "bwrap", "runc", "crun", "podman", "docker", "lxc", "nspawn", "firejail", "runsc"}
+    assert set(bundled()) >= families
 
 
 def test_runtime_resolves_native_names_and_paths(tmp_path: Path) -> None:

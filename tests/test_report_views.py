@@ -21,7 +21,7 @@ from nsconform.report import htmlreport, junit, summary
 from nsconform.report.baseline import Baseline
 from nsconform.report.conformance import load_report
 from nsconform.report.page import COLOURS
-from nsconform.report.results import Result, label
+from nsconform.report.results import Result, label, summarize
 from nsconform.report.writing import VIEWS, write_atomic, write_reports
 from tests import png
 from tests.chromium import dump_dom, screenshot
@@ -179,6 +179,48 @@ def test_summary_has_verdicts_failures_and_host() -> None:
             assert f"`{r['check']}`" in text
     assert "## ⏭️ Skipped (1)" in text and "runtime &lt;x&gt;: not installed" in text
     assert "Host facts" in text and doc["host"]["kernel"] in text
+
+
+def basis_and_hardening() -> dict[str, Any]:
+    """The recorded report with what a verdict rests on and the runtime's hardening, as a run writes them now."""
+    doc = recorded()
+    results = [Result(**{k: r[k] for k in Result.__dataclass_fields__ if k in r}) for r in doc["results"]]
+    doc["summary"] = summarize(results, doc["summary"])
+    seen = {"cap_eff": "00000000fdecbfff", "seccomp": "2", "no_new_privs": "0", "read_only": ["/usr"]}
+    doc["runtime"]["hardening"] = [{**seen, "combinations": ["uts"]}]
+    return doc
+
+
+def test_summary_and_page_say_what_each_verdict_rests_on_and_the_hardening() -> None:
+    """Each namespace's basis (behaviour, or identity only: a hollow pass) and the hardening, as information."""
+    doc = basis_and_hardening()
+    text, page = summary.render(doc), htmlreport.render(doc)
+    assert "| namespace | verdict | rests on |" in text
+    for entry in doc["summary"].values():
+        rests_on = entry["basis"]["rests_on"]
+        assert rests_on in ("behaviour", "identity only", "nothing")
+        assert ("rests on " + rests_on) in page or entry["verdict"] == "untested"
+    assert "## Hardening (information, not a verdict)" in text and "CapEff 00000000fdecbfff, seccomp 2" in text
+    assert "Hardening (information, not a verdict)" in page and "read-only /usr" in page
+
+
+def test_identity_alone_is_a_hollow_pass() -> None:
+    """A namespace whose only passing result is its identity rests on `identity only`; a behavioural pass is
+    `behaviour`; nothing passed is `nothing`."""
+    made = [
+        Result(id="a", check="uts.namespace_identity", namespace="uts", combination=["uts"], expected="isolated",
+               outcome="passed"),
+        Result(id="b", check="uts.hostname_private", namespace="uts", combination=["uts"], expected="isolated",
+               outcome="skipped"),
+        Result(id="c", check="pid.namespace_identity", namespace="pid", combination=["pid"], expected="isolated",
+               outcome="passed"),
+        Result(id="d", check="pid.init_is_pid_1", namespace="pid", combination=["pid"], expected="isolated",
+               outcome="passed"),
+    ]
+    found = summarize(made, ["uts", "pid", "ipc"])
+    assert found["uts"]["verdict"] == "conformant" and found["uts"]["basis"]["rests_on"] == "identity only"
+    assert found["pid"]["basis"] == {"behavioural_passed": 1, "identity_passed": 1, "rests_on": "behaviour"}
+    assert found["ipc"]["basis"]["rests_on"] == "nothing"
 
 
 def test_summary_shows_hostile_text_as_text() -> None:

@@ -50,7 +50,7 @@ MUST_PASS = (
     "user.shared_hostname_unchangeable",
     "user.host_root_process_unsignalable",  # aimed at the host's init, root on any usual host
     "user.setgroups_denied_where_required",
-    "user.full_capabilities_inside",
+    "user.no_capability_over_host",
 )
 # Checks that need root on the host (a shared mount point of its own, a root-only file): skipped.
 NEED_ROOT = (

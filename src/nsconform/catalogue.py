@@ -61,6 +61,8 @@ def needs(spec: Guarantee) -> str:
         parts.append(" or ".join(f"`[expect] {field}`" for field in spec.declares) + " in the profile")
     if spec.ends_sandbox:
         parts.append("ends its sandbox (runs last)")
+    if spec.host_view:
+        parts.append("a host view of the sandbox's processes (skipped where it runs a kernel of its own)")
     return "; ".join(parts) or "-"
 
 

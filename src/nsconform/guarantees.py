@@ -46,6 +46,7 @@ class Guarantee:
     declares: tuple[str, ...] = ()  # checks what the runtime declares: fields of its Expect, one at least set
     ends_sandbox: bool = False  # ends the combination's sandbox: runs last among its combination's checks
     references: tuple[str, ...] = ()  # CVE ids, advisories, kernel docs or man pages the guarantee answers
+    host_view: str = ""  # what it needs to see of the sandbox's processes from the host; empty: nothing
     name: str = ""
     doc: str = ""
 
@@ -77,6 +78,7 @@ def guarantee(
     declares: Iterable[str] = (),
     ends_sandbox: bool = False,
     references: Iterable[str] = (),
+    host_view: str = "",
 ) -> Callable[[F], F]:
     """Declare the decorated test function a check of `namespace`'s guarantee."""
     if namespace not in ALL or when not in WHEN or not set(needs) | set(needs_shared) <= set(ALL):
@@ -96,6 +98,7 @@ def guarantee(
             declares=tuple(declares),
             ends_sandbox=ends_sandbox,
             references=tuple(references),
+            host_view=host_view,
             name=f"{module}.{fn.__name__.removeprefix('test_')}",
             doc=inspect.getdoc(fn) or "",
         )
@@ -201,15 +204,30 @@ class Verdict:
             )
 
     def identity(self, ns: str, sandbox: Any, host: Any) -> bool:
-        """First line of evidence: the namespace inode differs from the host's exactly when isolated."""
+        """First line of evidence: the namespace inode differs from the host's exactly when isolated.
+
+        A sandbox with a kernel of its own (nsconform.sandbox.sandbox.Sandbox.own_kernel) has no namespace of
+        the host's kernel, isolated or not: its identity is that other kernel, seen by its behaviour."""
+        if sandbox.own_kernel:
+            self.note(kernel_inside=sandbox.own_kernel, kernel_on_host=sandbox.host_kernel)
+            if not self.isolated:
+                pytest.skip(
+                    f"the sandbox runs a kernel of its own, whose {ns} namespace is never the host's by identity: "
+                    "the checks of the shared view decide"
+                )
+            return True
         return self.same_or_different(f"{ns} namespace", sandbox.ns_inode(ns), host.ns_inode(ns))
 
     def require_own_namespace(self, ns: str, sandbox: Any, host: Any) -> None:
         """ASSERT the sandbox has its own `ns` namespace before a probe writes anything inside it.
 
-        Where the runtime only claims the namespace, a write inside would land on the host.
+        Where the runtime only claims the namespace, a write inside would land on the host. In a sandbox with
+        a kernel of its own, every write inside lands in that kernel.
         """
         __tracebackhide__ = True
+        if sandbox.own_kernel:
+            self.note(kernel_inside=sandbox.own_kernel, kernel_on_host=sandbox.host_kernel)
+            return
         inside, outside = sandbox.ns_inode(ns), host.ns_inode(ns)
         self.require(
             inside != outside,

@@ -30,6 +30,7 @@ from nsconform.sandbox.sandbox import SandboxError
 from nsconform.settings import SETTINGS, Settings, add_options, from_config, rootless
 
 UNCHECKED = "nsconform_unchecked"
+HARDENING_SEEN = pytest.StashKey[list[list[str]]]()  # the combinations whose sandbox's hardening was recorded
 pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers")
 
 
@@ -53,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nsconform_check(spec): a conformance check (set by @guarantee)")
     config.addinivalue_line("markers", f"{UNCHECKED}: a check of a namespace outside --nsc-namespaces (deselected)")
     config.stash[SETTINGS] = from_config(config)
+    config.stash[HARDENING_SEEN] = []
     config.pluginmanager.register(Recorder(config), "nsconform-recorder")
     if not hasattr(config, "workerinput"):  # the controller, or the only process of a serial run
         guard = HostGuard(config, check=not config.option.nsc_no_host_audit)
@@ -198,6 +200,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "evidence": item.stash[VERDICT].evidence if VERDICT in item.stash else {},
         "duration_s": round(report.duration, 6),
     }
+    sandbox = getattr(item, "funcargs", {}).get("nsconform_sandbox")
+    hardening_seen = item.config.stash[HARDENING_SEEN]
+    if sandbox is not None and record["combination"] not in hardening_seen:
+        hardening_seen.append(record["combination"])  # once per combination and process: the controller merges
+        record["hardening"] = sandbox.hello.get("hardening")
     report.user_properties = [*report.user_properties, ("nsconform", record)]
     return report
 
@@ -255,7 +262,7 @@ class Recorder:
         results = self.book.results()
         self.comparison = self.baseline.compare(results) if self.baseline else None
         doc = document(
-            runtime=describe_runtime(settings.runtime),
+            runtime={**describe_runtime(settings.runtime), "hardening": self.book.hardening()},
             results=results,
             namespaces=settings.namespaces,
             started=self.started,

@@ -2,7 +2,8 @@
 
 Every mount of a typical CI host may be private, which would hide a runtime that keeps the
 host's propagation. So, as root and before a worker's first sandbox starts (every sandbox then
-starts with a copy of them), the harness makes, each in a scratch dir of nsconform.hygiene.naming:
+starts with a copy of them), the harness makes, each in a scratch dir of the worker's volume (a
+directory a runtime with a root of its own binds at the same path inside: a profile's {volume}):
 
   shared  the dir bind-mounted on itself and made MS_SHARED: a peer group of the harness's own,
           under which a mount made on one side reaches the other unless the sandbox's copy was
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from nsconform.host.observe import scratch_dir
+from nsconform.host.observe import scratch_dir, volume
 from nsconform.hygiene import naming
 from nsconform.inside import probe
 
@@ -35,13 +36,21 @@ class MountScratch:
 
 @contextmanager
 def mount_scratch_for(namespaces: Iterable[str]) -> Iterator[MountScratch]:
-    """The scratch mount points when mount checks run as root, else a MountScratch saying why not."""
-    if "mnt" not in namespaces:
-        yield MountScratch(unavailable="mnt is not among --nsc-namespaces")
-        return
-    if os.geteuid() != 0:
-        yield MountScratch(unavailable="making a shared mount point on the host needs root; this run is rootless")
-        return
+    """The worker's volume for the block (nsconform.host.observe.volume) and, when mount checks run as root,
+    the scratch mount points in it, else a MountScratch saying why there are none."""
+    with volume():
+        if "mnt" not in namespaces:
+            yield MountScratch(unavailable="mnt is not among --nsc-namespaces")
+        elif os.geteuid() != 0:
+            yield MountScratch(unavailable="making a shared mount point on the host needs root; this run is rootless")
+        else:
+            with scratch_mounts() as scratch:
+                yield scratch
+
+
+@contextmanager
+def scratch_mounts() -> Iterator[MountScratch]:
+    """The shared and held mount points, in scratch dirs of the volume, for the block."""
     with ExitStack() as stack:
         try:
             shared = stack.enter_context(scratch_dir("shared", mode=0o711))

@@ -37,14 +37,45 @@ OBSERVATIONS = frozenset(
 )
 
 
+_volumes: list[str] = []  # the worker's volume while it exists (nsconform.host.mounts.mount_scratch_for)
+
+
+@contextmanager
+def volume() -> Iterator[str]:
+    """The worker's volume for the block: a directory (0711) under the temp dir that every scratch dir of a
+    check goes under, so that a runtime with a root of its own can bind it at the same path inside
+    (a profile's {volume}) and the check's paths mean the same on both sides."""
+    path = naming.scratch_dir("volume")
+    os.chmod(path, 0o711)
+    _volumes.append(path)
+    try:
+        yield path
+    finally:
+        _volumes.remove(path)
+        shutil.rmtree(path)
+
+
+def current_volume() -> str | None:
+    return _volumes[-1] if _volumes else None
+
+
+def not_inside(path: str) -> str:
+    """Why a check skips when the harness's scratch path `path` is not in the sandbox."""
+    return (
+        f"the harness's scratch path {path} is not inside the sandbox: its root (or /tmp) is its own, and its "
+        "runtime's profile brings no {volume} in"
+    )
+
+
 @contextmanager
 def scratch_dir(kind: str, *, owner: tuple[int, int] | None = None, mode: int = 0o700) -> Iterator[str]:
-    """A new directory of nsconform.hygiene.naming under the temp dir, given to `owner` (uid, gid) with `mode`.
+    """A new directory of nsconform.hygiene.naming in the worker's volume (else the temp dir), given to `owner`
+    (uid, gid) with `mode`.
 
     Removed with everything in it when the block ends. Root inside a sandbox may map to a host
     uid that needs `owner` (to write here) or a mode with search permission (to reach a path below).
     """
-    path = naming.scratch_dir(kind)
+    path = naming.scratch_dir(kind, current_volume())
     try:
         if owner is not None:
             os.chown(path, *owner)

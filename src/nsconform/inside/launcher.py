@@ -13,8 +13,6 @@ leaks: deliberate flaws for the negative controls in tests/ (never set by the ha
   keep_propagation  leave the mount tree's propagation as inherited (shared stays shared)
   lo_down       leave the loopback link of a new network namespace down
   rename_host   give a new UTS namespace another hostname and domain name
-  no_caps       clear the probe's effective capabilities just before it serves (root inside a new
-                user namespace without that namespace's capabilities)
   linger        leave behind a detached process in the sandbox's namespaces that outlives the sandbox
                 (until the harness process exits), pinning e.g. its network namespace
 
@@ -130,16 +128,6 @@ def loopback_up():
         os.close(sock)
 
 
-def drop_effective_caps():
-    import ctypes
-
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable; low then high words
-    checked(libc().capget(header, data), "capget")
-    data[0] = data[3] = 0
-    checked(libc().capset(header, data), "capset")
-
-
 def set_time_offsets():
     """Offset the clocks of the new time namespace, before its first member exists.
 
@@ -204,8 +192,6 @@ def launch(config):
     if "linger" in leaks:
         linger(harness)
     os.chdir("/")
-    if "no_caps" in leaks:
-        drop_effective_caps()
     serve({"host_pid": host_pid})
 
 

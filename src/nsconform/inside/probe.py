@@ -96,14 +96,37 @@ def ns_inodes(pid="self"):
     return found
 
 
+STATUS_FACTS = {"CapEff:": "cap_eff", "CapBnd:": "cap_bnd", "Seccomp:": "seccomp", "NoNewPrivs:": "no_new_privs"}
+READ_ONLY_CANDIDATES = ("/", "/usr", "/etc", "/proc/sys", "/sys", "/tmp")
+
+
 @op
 def identity():
     """Who and where the probe is: pids as seen here and in every ancestor pid namespace."""
+    return status_facts()[0]
+
+
+def status_facts():
+    """(identity, hardening): who the probe is, and what confines it beyond its namespaces (capability sets,
+    seccomp mode, no_new_privs, read-only file systems), from one read of /proc/self/status. A kernel of
+    the sandbox's own (gVisor) may lack some lines: those facts are left out, never guessed."""
     nspid = []
+    hardening = {}
     for line in read_text("/proc/self/status").splitlines():
         if line.startswith("NSpid:"):
             nspid = [int(x) for x in line.split()[1:]]
-    return {
+        key = line.split(None, 1)[0] if line else ""
+        if key in STATUS_FACTS:
+            hardening[STATUS_FACTS[key]] = line.split()[1]
+    read_only = []
+    for path in READ_ONLY_CANDIDATES:
+        try:
+            if os.statvfs(path).f_flag & 1:  # ST_RDONLY
+                read_only.append(path)
+        except OSError:
+            continue
+    hardening["read_only"] = read_only
+    ident = {
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "nspid": nspid,
@@ -112,11 +135,36 @@ def identity():
         "gid": os.getgid(),
         "groups": os.getgroups(),
     }
+    return ident, hardening
 
 
 @op
 def uts():
-    return {"hostname": os.uname().nodename, "domainname": read_text("/proc/sys/kernel/domainname").strip()}
+    return {"hostname": os.uname().nodename, "domainname": domainname()}
+
+
+def domainname():
+    """The NIS domain name: from /proc, else (a kernel of the sandbox's own may not have that file) from libc."""
+    try:
+        return read_text("/proc/sys/kernel/domainname").strip()
+    except FileNotFoundError:
+        import ctypes
+
+        buf = ctypes.create_string_buffer(65)
+        checked(libc().getdomainname(buf, 65), "getdomainname")
+        return buf.value.decode(errors="replace")
+
+
+@op
+def kernel():
+    """Which kernel answers: its release and version string, which no namespace changes (a sandbox with a kernel
+    of its own, gVisor or a VM, answers otherwise than the host), and the boot id (None where there is none)."""
+    uname = os.uname()
+    try:
+        boot_id = read_text("/proc/sys/kernel/random/boot_id").strip()
+    except OSError:
+        boot_id = None
+    return {"release": uname.release, "version": uname.version, "boot_id": boot_id}
 
 
 @op
@@ -187,24 +235,34 @@ def read_file(path, limit=256):
 
 
 @op
-def capabilities():
-    """This process's capability sets (hex, as in /proc/self/status) and the kernel's highest capability."""
-    caps = {}
-    for line in read_text("/proc/self/status").splitlines():
-        if line.startswith("Cap"):
-            name, _, value = line.partition(":")
-            caps[name] = value.strip()
-    caps["cap_last_cap"] = int(read_text("/proc/sys/kernel/cap_last_cap"))
-    return caps
-
-
-@op
 def id_maps():
     maps = {}
     for name in ("uid_map", "gid_map"):
         maps[name] = [[int(x) for x in line.split()] for line in read_text("/proc/self/" + name).splitlines()]
-    maps["setgroups"] = read_text("/proc/self/setgroups").strip()
+    try:
+        maps["setgroups"] = read_text("/proc/self/setgroups").strip()
+    except FileNotFoundError:  # a kernel of the sandbox's own may not have it
+        maps["setgroups"] = None
     return maps
+
+
+@op
+def host_privileged():
+    """Try two harmless operations the kernel allows only with a capability in the initial user namespace:
+    swapoff of a path that does not exist (CAP_SYS_ADMIN) and init_module of nothing (CAP_SYS_MODULE).
+    Returns each one's errno: EPERM where the capability is missing, ENOENT or EFAULT where it is held."""
+    c = libc()
+    found = {}
+    for name, call in (
+        ("swapoff", lambda: c.swapoff(b"/nonexistent-nsconform-swap")),
+        ("init_module", lambda: c.init_module(None, 0, b"")),
+    ):
+        try:
+            checked(call(), name)
+            found[name] = 0
+        except OSError as e:
+            found[name] = e.errno
+    return found
 
 
 # -- actions inside the sandbox -------------------------------------------------------------
@@ -251,6 +309,25 @@ def ipc_create(kind, key):
         return checked(c.semget(key, 1, mode), "semget")
     if kind == "msg":
         return checked(c.msgget(key, mode), "msgget")
+    raise OSError(22, f"unknown IPC kind {kind!r}")
+
+
+@op
+def ipc_lookup(kind, key):
+    """The id of the SysV object of `kind` with `key` as this IPC namespace knows it, or None (ENOENT).
+
+    Asked of the kernel by key, as a program would (shmget, semget, msgget without IPC_CREAT), not read from
+    /proc/sysvipc, which a kernel of the sandbox's own may not have."""
+    c = libc()
+    try:
+        if kind == "shm":
+            return checked(c.shmget(key, 0, 0), "shmget")
+        if kind == "sem":
+            return checked(c.semget(key, 0, 0), "semget")
+        if kind == "msg":
+            return checked(c.msgget(key, 0), "msgget")
+    except FileNotFoundError:
+        return None
     raise OSError(22, f"unknown IPC kind {kind!r}")
 
 
@@ -546,7 +623,8 @@ def timens_offsets():
 
 
 def hello(extra=None):
-    info = {"identity": identity(), "ns": ns_inodes(), "uts": uts()}
+    ident, hardening = status_facts()
+    info = {"identity": ident, "ns": ns_inodes(), "uts": uts(), "kernel": kernel(), "hardening": hardening}
     info.update(extra or {})
     return info
 

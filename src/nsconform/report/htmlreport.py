@@ -15,8 +15,10 @@ from nsconform.namespaces import ALL, combo_id
 from nsconform.report.hostfacts import fact_rows
 from nsconform.report.page import GLYPHS, chips, esc, facts_table, json_block, legend, multiline, page
 from nsconform.report.results import (
+    basis_text,
     by_check,
     evidence_lines,
+    hardening_text,
     label,
     overall,
     plain,
@@ -82,7 +84,10 @@ def render(doc: dict[str, Any]) -> str:
         + "</p>",
         chips(
             [(verdict, f"overall: {verdict}", runtime)]
-            + [(entry["verdict"], f"{ns}: {entry['verdict']}", counts_text(entry)) for ns, entry in summary.items()]
+            + [
+                (entry["verdict"], f"{ns}: {entry['verdict']}", with_basis(entry))
+                for ns, entry in summary.items()
+            ]
         ),
     ]
     body += [
@@ -98,14 +103,37 @@ def render(doc: dict[str, Any]) -> str:
         body += baseline_section(doc["baseline"])
     body += failure_section(results, doc.get("checks", {}))
     body += skipped_section(results)
+    body += hardening_section(doc["runtime"].get("hardening") or [])
+    runtime_facts = {k: v for k, v in doc["runtime"].items() if k != "hardening"}
     body += [
         "<h2>Runtime and host</h2>",
-        facts_table([*fact_rows({"runtime": doc["runtime"]}), *fact_rows(host)]),
+        facts_table([*fact_rows({"runtime": runtime_facts}), *fact_rows(host)]),
         DETAIL_PANEL,
         json_block("nsconform-results", results),
     ]
     title = f"nsconform {verdict}: {esc(runtime)} on {esc(host.get('hostname'))}"
     return page(title, body, SCRIPT)
+
+
+def with_basis(entry: dict[str, Any]) -> str:
+    """A namespace's counts and what its verdict rests on: '12 passed, 1 skipped; rests on identity only'."""
+    found = basis_text(entry)
+    return counts_text(entry) + (f"; rests on {found}" if found else "")
+
+
+def hardening_section(seen: list[dict[str, Any]]) -> list[str]:
+    """What confined the probe beyond its namespaces: information, not a verdict."""
+    if not seen:
+        return []
+    rows = "".join(
+        f'<tr><td class="mono">{esc(hardening_text(h))}</td>'
+        f'<td class="mono">{esc(", ".join(h.get("combinations", [])))}</td></tr>'
+        for h in seen
+    )
+    return [
+        "<h2>Hardening (information, not a verdict)</h2>",
+        f'<table class="list"><tr><th>what confined the probe</th><th>in the sandboxes of</th></tr>{rows}</table>',
+    ]
 
 
 def counts_text(entry: dict[str, Any]) -> str:

@@ -54,11 +54,15 @@ class ResultBook:
     def __init__(self) -> None:
         self._results: dict[str, Result] = {}
         self.guarantees: dict[str, str] = {}  # check name -> the guarantee its docstring states
+        self._hardening: dict[str, set[str]] = {}  # what confines the probe (as JSON) -> the combinations seen in
 
     def add(self, record: dict[str, Any]) -> None:
         """Merge one phase's record: the first non-passing phase gives the outcome and reason."""
         if record.get("guarantee"):
             self.guarantees.setdefault(record["check"], record["guarantee"])
+        if isinstance(record.get("hardening"), dict):
+            seen = json.dumps(record["hardening"], sort_keys=True)
+            self._hardening.setdefault(seen, set()).add(combo_id(record["combination"]))
         current = self._results.get(record["id"])
         if current is None:
             self._results[record["id"]] = Result(**{k: record[k] for k in Result.__dataclass_fields__ if k in record})
@@ -70,6 +74,12 @@ class ResultBook:
 
     def results(self) -> list[Result]:
         return sorted(self._results.values(), key=lambda r: (r.namespace, r.check, len(r.combination), r.combination))
+
+    def hardening(self) -> list[dict[str, Any]]:
+        """What confined the probe beyond its namespaces (capability sets, seccomp, no_new_privs, read-only file
+        systems), each distinct observation with the combinations it was seen in: information, never a verdict."""
+        found = [{**json.loads(seen), "combinations": sorted(combos)} for seen, combos in self._hardening.items()]
+        return sorted(found, key=lambda h: (-len(h["combinations"]), h["combinations"]))
 
     def __len__(self) -> int:
         return len(self._results)
@@ -91,12 +101,51 @@ def overall(summary: dict[str, dict[str, Any]]) -> str:
     return verdict({k: sum(entry.get(k, 0) for entry in summary.values()) for k in OUTCOMES})
 
 
+IDENTITY_CHECK = ".namespace_identity"  # the checks that compare namespace identities, not behaviour
+
+
 def summarize(results: Iterable[Result], namespaces: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """One entry per namespace checked, with its verdict and outcome counts."""
+    """One entry per namespace checked, with its verdict, outcome counts and the basis of the verdict: how many
+    behavioural results passed, how many identity ones, and so what the verdict rests on."""
     summary = {ns: dict.fromkeys(OUTCOMES, 0) for ns in namespaces}
+    passed: dict[str, dict[str, int]] = {}
     for result in results:
         summary.setdefault(result.namespace, dict.fromkeys(OUTCOMES, 0))[result.outcome] += 1
-    return {ns: {"verdict": verdict(counts), **counts} for ns, counts in summary.items()}
+        if result.outcome == "passed":
+            kind = "identity" if result.check.endswith(IDENTITY_CHECK) else "behavioural"
+            tally_of = passed.setdefault(result.namespace, {"behavioural": 0, "identity": 0})
+            tally_of[kind] += 1
+    return {
+        ns: {"verdict": verdict(counts), **counts, "basis": basis(passed.get(ns, {"behavioural": 0, "identity": 0}))}
+        for ns, counts in summary.items()
+    }
+
+
+def basis(passed: dict[str, int]) -> dict[str, Any]:
+    """What a namespace's verdict rests on: `behaviour` (a behavioural check passed), `identity only` (only the
+    namespace identity passed: a hollow pass, however conformant it reads) or `nothing`."""
+    rests_on = "behaviour" if passed["behavioural"] else "identity only" if passed["identity"] else "nothing"
+    return {"behavioural_passed": passed["behavioural"], "identity_passed": passed["identity"], "rests_on": rests_on}
+
+
+def basis_text(entry: dict[str, Any]) -> str:
+    """A summary entry's basis for a person: 'behaviour (12 behavioural results passed)', 'identity only'."""
+    found = entry.get("basis")
+    if not isinstance(found, dict):
+        return ""
+    if found.get("rests_on") == "behaviour":
+        return f"behaviour ({plural(found.get('behavioural_passed', 0), 'behavioural result')} passed)"
+    return str(found.get("rests_on", ""))
+
+
+def hardening_text(seen: dict[str, Any]) -> str:
+    """One hardening observation for a person: 'CapEff 000001fffeffffff, CapBnd ..., seccomp 2, no_new_privs 1,
+    read-only /usr'; a fact the sandbox's kernel did not give is left out."""
+    names = {"cap_eff": "CapEff", "cap_bnd": "CapBnd", "seccomp": "seccomp", "no_new_privs": "no_new_privs"}
+    parts = [f"{name} {seen[key]}" for key, name in names.items() if key in seen]
+    read_only = seen.get("read_only")
+    parts.append("read-only " + ", ".join(read_only) if read_only else "nothing read-only")
+    return ", ".join(parts)
 
 
 def runtime_label(runtime: dict[str, Any]) -> str:

@@ -14,8 +14,10 @@ from nsconform.report.hostfacts import fact_rows
 from nsconform.report.markdown import block, code, collapsed, icon, table, text
 from nsconform.report.results import (
     OUTCOMES,
+    basis_text,
     by_check,
     evidence_lines,
+    hardening_text,
     label,
     overall,
     problem_tally,
@@ -45,16 +47,34 @@ def render(doc: dict[str, Any]) -> str:
         parts += changes(doc["baseline"])
     parts += failures(results, doc.get("checks", {}))
     parts += skipped(results)
+    parts += hardening(doc["runtime"])
     parts.append(host_facts(host))
     return "\n\n".join(parts) + "\n"
 
 
 def namespaces(summary: dict[str, dict[str, Any]]) -> str:
     rows = [
-        [code(ns), f"{icon(entry['verdict'])} {entry['verdict']}", *(str(entry.get(o, 0)) for o in OUTCOMES)]
+        [
+            code(ns),
+            f"{icon(entry['verdict'])} {entry['verdict']}",
+            text(basis_text(entry)),
+            *(str(entry.get(o, 0)) for o in OUTCOMES),
+        ]
         for ns, entry in summary.items()
     ]
-    return table(["namespace", "verdict", *OUTCOMES], rows)
+    return table(["namespace", "verdict", "rests on", *OUTCOMES], rows)
+
+
+def hardening(runtime: dict[str, Any]) -> list[str]:
+    """What confined the probe beyond its namespaces, per observation: information, not a verdict."""
+    seen = runtime.get("hardening") or []
+    if not seen:
+        return []
+    rows = [[text(hardening_text(h), 300), text(", ".join(h.get("combinations", [])), 300)] for h in seen]
+    return [
+        "## Hardening (information, not a verdict)",
+        table(["what confined the probe", "in the sandboxes of"], rows),
+    ]
 
 
 def changes(baseline: dict[str, Any]) -> list[str]:

@@ -6,10 +6,12 @@ host's /usr (and of /bin, /lib ... where they are real directories), done by the
 the sandbox's own mount namespace. Nothing is ever mounted on the host: every bundle isolates mnt.
 
 The OCI bundle (runtime-spec 1.0) runs the probe as root of the sandbox with the harness's own
-capabilities (the namespaces are under test, not the capability drop), no seccomp filter, a
+capabilities, less those the runtime does not know (the namespaces are under test, not the capability
+drop; a profile's [oci] capabilities or features say which it knows), no seccomp filter, a
 read-only root, a private /tmp, and per namespace what a container runtime would give it: its own
 /proc with PID, /dev/shm and /dev/mqueue with IPC (the host's /dev/shm when IPC is shared),
-sysfs with NET, and root mapped to the unprivileged host range 100000-165535 with USER.
+sysfs with NET, and root mapped to the unprivileged host range 100000-165535 with USER. A profile's
+[oci] mounts (the harness's volume, typically) come last, and its rootfs_propagation is the bundle's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +67,37 @@ def make_rootfs(root: Path) -> list[str]:
     return binds
 
 
-def write_oci_bundle(bundle: Path, combination: Combination, args: list[str]) -> None:
+@dataclass(frozen=True)
+class BundleSpec:
+    """What a runtime adds to the generated bundle (a profile's [oci], placeholders filled)."""
+
+    known_capabilities: frozenset[str] | None = None  # None: every capability the kernel has
+    mounts: tuple[dict[str, Any], ...] = ()
+    rootfs_propagation: str | None = None
+
+
+def write_oci_bundle(bundle: Path, combination: Combination, args: list[str], spec: BundleSpec) -> None:
     """config.json and rootfs/ in `bundle`, for a sandbox isolating `combination` (plus mnt) that runs `args`."""
     binds = make_rootfs(bundle / "rootfs")
-    config = oci_config(combination | {"mnt"}, args, binds)
+    config = oci_config(combination | {"mnt"}, args, binds, spec)
     (bundle / "config.json").write_text(json.dumps(config, indent=1))
 
 
-def oci_config(combination: Combination, args: list[str], binds: Iterable[str]) -> dict[str, Any]:
+def oci_config(
+    combination: Combination, args: list[str], binds: Iterable[str], spec: BundleSpec | None = None
+) -> dict[str, Any]:
+    spec = spec or BundleSpec()
     # In a user namespace of its own, root holds every capability of that namespace, whatever the host's
     # bounding set: the kernel grants the full set there, and so must the bundle, or the drop is ours.
     caps = [f"CAP_{name}" for name in CAPABILITIES] if "user" in combination else capabilities()
+    if spec.known_capabilities is not None:
+        caps = [cap for cap in caps if cap in spec.known_capabilities]
     linux: dict[str, Any] = {"namespaces": [{"type": OCI_TYPES[ns]} for ns in sorted(combination)]}
     if "user" in combination:
         outside, count = SUBORDINATE_RANGE
         linux["uidMappings"] = linux["gidMappings"] = [{"containerID": 0, "hostID": outside, "size": count}]
+    if spec.rootfs_propagation:
+        linux["rootfsPropagation"] = spec.rootfs_propagation
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -90,7 +109,7 @@ def oci_config(combination: Combination, args: list[str], binds: Iterable[str]) 
             "capabilities": {kind: caps for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")},
         },
         "root": {"path": "rootfs", "readonly": True},
-        "mounts": mounts(combination, binds),
+        "mounts": [*mounts(combination, binds), *spec.mounts],
         "linux": linux,
     }
 

@@ -14,8 +14,18 @@ Beyond the basic keys (name, description, requires, command, isolates, [matrix],
                       /bin, /lib ... symlinks, for a runtime that takes a root directory
   cleanup = [...]     a command run after each sandbox has closed, whatever happened (its exit
                       status is ignored: it must be safe to run when nothing is left)
-Placeholders, replaced in every argument of command, [matrix] and cleanup: {id} (a name unique to
-each sandbox, from nsconform.hygiene.naming), {bundle} and {rootfs}.
+  version = [...]     a command whose output (its first lines) the report records as the runtime's version
+  combinations = "declared"  with bundle = "oci": the runtime builds only what `isolates` lists (a sandbox
+                      with a kernel of its own isolates everything, whatever the bundle asks)
+  [oci]               with bundle = "oci", what the generated config.json needs for this runtime:
+    mounts = [{...}]  OCI mounts entries (destination, source, type, options) added to the bundle's
+    capabilities = [...]  the capability names the runtime knows (the bundle grants no other), or
+    features = [...]  a command printing the runtime's features JSON (`runc features`), which lists them
+    rootfs_propagation = "..."  the bundle's linux.rootfsPropagation (the runtime's default without it)
+Placeholders, replaced in every argument of command, [matrix], cleanup and [oci] mounts: {id} (a name
+unique to each sandbox, from nsconform.hygiene.naming), {volume} (the harness's scratch directory, with
+its own mount points under it, for a runtime with a root of its own to bind at the same path inside),
+{bundle} and {rootfs}.
 """
 
 from __future__ import annotations
@@ -29,15 +39,32 @@ from typing import Any
 from nsconform.namespaces import ALL, Combination
 from nsconform.runtimes.declared import Expect, IdMap
 
-TOP_KEYS = ("name", "description", "requires", "command", "isolates", "matrix", "expect", "bundle", "cleanup")
+TOP_KEYS = (
+    "name",
+    "description",
+    "requires",
+    "command",
+    "isolates",
+    "matrix",
+    "expect",
+    "bundle",
+    "cleanup",
+    "version",
+    "oci",
+    "combinations",
+)
 MATRIX_KEYS = ("prefix", "suffix", "flags")
 EXPECT_KEYS = ("hostname", "uid_map", "gid_map", "propagation")
 PROPAGATIONS = ("private", "slave")  # how host mounts made after the start reach the sandbox: never, or they do
 BUNDLES = ("oci", "rootfs")
+OCI_KEYS = ("mounts", "capabilities", "features", "rootfs_propagation")
+OCI_MOUNT_KEYS = ("destination", "source", "type", "options")
+ROOTFS_PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 # The namespaces an OCI bundle (runtime-spec 1.0) can ask for; a rootfs needs its own mount namespace.
 OCI_NAMESPACES = frozenset({"uts", "pid", "mnt", "ipc", "net", "user", "cgroup"})
 OCI_ALWAYS = frozenset({"mnt"})
-PLACEHOLDERS = {"{id}": None, "{bundle}": ("oci",), "{rootfs}": ("oci", "rootfs")}  # -> bundles that provide it
+# placeholder -> the bundles that provide it (None: every profile has it)
+PLACEHOLDERS = {"{id}": None, "{volume}": None, "{bundle}": ("oci",), "{rootfs}": ("oci", "rootfs")}
 
 
 class ProfileError(ValueError):
@@ -62,6 +89,16 @@ class Matrix:
 
 
 @dataclass(frozen=True)
+class Oci:
+    """A profile's [oci] table: what the generated bundle needs for this runtime."""
+
+    mounts: tuple[dict[str, Any], ...] = ()
+    capabilities: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
+    rootfs_propagation: str | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     path: Path
     name: str
@@ -73,6 +110,18 @@ class Profile:
     expect: Expect
     bundle: str | None
     cleanup: tuple[str, ...] | None
+    version: tuple[str, ...] | None = None
+    oci: Oci | None = None
+    declared_only: bool = False  # combinations = "declared"
+
+    def uses(self, placeholder: str) -> bool:
+        """Whether an argument of the profile (command, matrix, cleanup, [oci] mounts) holds `placeholder`."""
+        args = [*(self.command or ()), *(self.cleanup or ())]
+        if self.matrix is not None:
+            args += [*self.matrix.prefix, *self.matrix.suffix, *(a for _, flags in self.matrix.flags for a in flags)]
+        if self.oci is not None:
+            args += [v for m in self.oci.mounts for v in (m["destination"], m["source"])]
+        return any(placeholder in arg for arg in args)
 
     @property
     def can_isolate(self) -> Combination:
@@ -88,7 +137,7 @@ class Profile:
 
     @property
     def any_combination(self) -> bool:
-        return self.matrix is not None or self.bundle == "oci"
+        return (self.matrix is not None or self.bundle == "oci") and not self.declared_only
 
 
 def load(path: Path) -> Profile:
@@ -198,9 +247,13 @@ class _Reader:
             raise self.fail("command", "missing: give either `command` with `isolates`, or a [matrix] table")
         if bundle == "oci" and matrix is not None:
             raise self.fail("bundle", "an OCI bundle carries the namespaces itself: use `command`, not [matrix]")
+        declared_only = self.combinations(data, bundle)
         isolates = self.isolates(data, command, matrix, bundle)
+        if declared_only and isolates is None:
+            raise self.fail("isolates", 'missing: with combinations = "declared" it is the only combination built')
         cleanup = self.strings(data, "cleanup", empty=False)
-        self.placeholders(command, matrix, cleanup, bundle)
+        oci = self.oci(data, bundle)
+        self.placeholders(command, matrix, cleanup, bundle, oci)
         return Profile(
             path=self.path,
             name=name or "",
@@ -212,7 +265,20 @@ class _Reader:
             expect=self.expect(data),
             bundle=bundle,
             cleanup=cleanup,
+            version=self.strings(data, "version", empty=False),
+            oci=oci,
+            declared_only=declared_only,
         )
+
+    def combinations(self, data: dict[str, Any], bundle: str | None) -> bool:
+        value = self.text(data, "combinations")
+        if value is None:
+            return False
+        if value != "declared":
+            raise self.fail("combinations", f'the only value is "declared", not {value!r}')
+        if bundle != "oci":
+            raise self.fail("combinations", 'only a profile with bundle = "oci" builds other combinations by default')
+        return True
 
     def matrix(self, data: dict[str, Any]) -> Matrix | None:
         table = self.table(data, "matrix")
@@ -273,14 +339,55 @@ class _Reader:
             propagation=propagation,
         )
 
+    def oci(self, data: dict[str, Any], bundle: str | None) -> Oci | None:
+        table = self.table(data, "oci")
+        if table is None:
+            return None
+        if bundle != "oci":
+            raise self.fail("oci", 'only a profile with bundle = "oci" has a generated config.json to describe')
+        self.known_keys(table, OCI_KEYS, "oci.")
+        capabilities = self.strings(table, "capabilities", "oci.")
+        if capabilities is not None and not all(c.startswith("CAP_") for c in capabilities):
+            raise self.fail("oci.capabilities", "must name capabilities as OCI does (CAP_SYS_ADMIN ...)")
+        features = self.strings(table, "features", "oci.", empty=False)
+        if capabilities is not None and features is not None:
+            raise self.fail("oci.features", "give either `capabilities` or `features`, not both")
+        propagation = self.text(table, "rootfs_propagation", "oci.")
+        if propagation is not None and propagation not in ROOTFS_PROPAGATIONS:
+            raise self.fail(
+                "oci.rootfs_propagation", f"must be one of {', '.join(ROOTFS_PROPAGATIONS)}, not {propagation!r}"
+            )
+        return Oci(
+            mounts=self.oci_mounts(table),
+            capabilities=capabilities,
+            features=features,
+            rootfs_propagation=propagation,
+        )
+
+    def oci_mounts(self, table: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        value = table.get("mounts")
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+            raise self.fail("oci.mounts", f"must be a list of tables (OCI mounts entries), not {kind(value)}")
+        for entry in value:
+            self.known_keys(entry, OCI_MOUNT_KEYS, "oci.mounts.")
+            for key in ("destination", "source", "type"):
+                self.text(entry, key, "oci.mounts.", required=True)
+            self.strings(entry, "options", "oci.mounts.")
+        return tuple(value)
+
     def placeholders(
         self,
         command: tuple[str, ...] | None,
         matrix: Matrix | None,
         cleanup: tuple[str, ...] | None,
         bundle: str | None,
+        oci: Oci | None,
     ) -> None:
         places: dict[str, Iterable[str]] = {"command": command or (), "cleanup": cleanup or ()}
+        if oci is not None:
+            places["oci.mounts"] = [v for m in oci.mounts for v in (m["destination"], m["source"])]
         if matrix is not None:
             places["matrix"] = [*matrix.prefix, *matrix.suffix, *(a for _, flags in matrix.flags for a in flags)]
         for key, args in places.items():

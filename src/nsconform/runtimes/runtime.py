@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import Protocol
 
+from nsconform.host.observe import current_volume
 from nsconform.hygiene import naming
 from nsconform.inside import code, probe_command
 from nsconform.namespaces import Combination, combo_id
-from nsconform.runtimes.bundles import make_rootfs, remove_scratch, write_oci_bundle
+from nsconform.runtimes.bundles import BundleSpec, make_rootfs, remove_scratch, write_oci_bundle
 from nsconform.runtimes.declared import Expect
 from nsconform.runtimes.profiles import Profile, ProfileError, load
 from nsconform.sandbox.native import NativeRuntime
@@ -125,16 +128,22 @@ class ProfileRuntime:
         values = {"{id}": naming.unique("ct")}
         cleanup: list = []
         try:
+            volume = current_volume()
+            if volume is None and self.spec.uses("{volume}"):  # made outside a session: an empty one of its own
+                volume = naming.scratch_dir("volume")
+                cleanup.append(partial(remove_scratch, Path(volume)))
+                os.chmod(volume, 0o711)
+            values["{volume}"] = volume or ""
             if self.spec.bundle:
                 scratch = Path(naming.scratch_dir("bundle"))
                 cleanup.append(partial(remove_scratch, scratch))
                 scratch.chmod(0o711)  # root inside may be an unprivileged host uid that must reach rootfs/
                 values |= {"{bundle}": str(scratch), "{rootfs}": str(scratch / "rootfs")}
                 if self.spec.bundle == "oci":
-                    write_oci_bundle(scratch, claimed, probe)
+                    write_oci_bundle(scratch, claimed, probe, self.bundle_spec(values))
                 else:
                     make_rootfs(scratch / "rootfs")
-        except OSError as e:
+        except (OSError, SandboxError) as e:
             for step in reversed(cleanup):
                 step()
             raise SandboxError(f"runtime {self.name}: cannot make its bundle: {e}") from None
@@ -149,8 +158,51 @@ class ProfileRuntime:
         return Launch(argv=argv, code=probe_code(), claimed=claimed, cleanup=cleanup)
 
 
+    def bundle_spec(self, values: dict[str, str]) -> BundleSpec:
+        """What the profile's [oci] adds to the generated bundle, its placeholders filled."""
+        oci = self.spec.oci
+        if oci is None:
+            return BundleSpec()
+        mounts = tuple(
+            {k: fill(v, values) if k == "options" else fill([v], values)[0] for k, v in entry.items()}
+            for entry in oci.mounts
+        )
+        known = oci.capabilities if oci.features is None else features_capabilities(oci.features)
+        return BundleSpec(
+            known_capabilities=None if known is None else frozenset(known),
+            mounts=mounts,
+            rootfs_propagation=oci.rootfs_propagation,
+        )
+
+    @property
+    def version(self) -> Callable[[], str] | None:
+        """The profile's version command, run when the report asks (nsconform.report.hostfacts.runtime_version)."""
+        command = self.spec.version
+        return None if command is None else partial(command_output, list(command))
+
+
+@cache
+def features_capabilities(command: tuple[str, ...]) -> tuple[str, ...]:
+    """The capabilities a runtime says it knows: `linux.capabilities` of its features JSON (`runc features`)."""
+    try:
+        listed = json.loads(command_output(list(command)))["linux"]["capabilities"]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as e:
+        raise SandboxError(f"cannot learn the runtime's capabilities from {' '.join(command)}: {e}") from None
+    if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+        raise SandboxError(f"{' '.join(command)}: linux.capabilities is not a list of names")
+    return tuple(listed)
+
+
+def command_output(argv: list[str]) -> str:
+    """What a runtime's informational command (version, features) prints; an error if it fails."""
+    done = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLEANUP_TIMEOUT, check=True, cwd="/"
+    )
+    return done.stdout.strip() or done.stderr.strip()
+
+
 def fill(args: tuple[str, ...] | list[str], values: dict[str, str]) -> list[str]:
-    """Replace the placeholders ({id}, {bundle}, {rootfs}) in every argument."""
+    """Replace the placeholders ({id}, {volume}, {bundle}, {rootfs}) in every argument."""
     filled = []
     for arg in args:
         for holder, value in values.items():

@@ -17,12 +17,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from nsconform.inside import payload
+from nsconform.inside.probe import kernel
 from nsconform.namespaces import ALL as ALL_NAMESPACES
 from nsconform.sandbox.errors import ProbeTimeout, SandboxError
 
@@ -76,9 +78,15 @@ class Sandbox:
                 self._write(payload(launch.code), deadline)
             message = self._read(deadline)
             self.hello: dict[str, Any] = self._check_hello(message)
-            self.pid = self._host_pid()
-            self._ns = self._namespaces()
-            self._hold_pid_namespace()
+            self.host_kernel = host_kernel()
+            self.own_kernel = other_kernel(self.hello.get("kernel"), self.host_kernel)
+            # The probe's host process, its namespaces as the host sees them; none where the sandbox runs a kernel
+            # of its own (gVisor, a VM), whose processes are not host processes.
+            self.pid: int | None = None
+            if self.own_kernel is None:
+                self.pid = self._host_pid()
+                self._ns = self._namespaces()
+                self._hold_pid_namespace()
         except BaseException:
             self.close()
             raise
@@ -142,6 +150,11 @@ class Sandbox:
             if reported is not None and tuple(reported) != found[ns]:
                 raise self._fail(f"the probe reported another {ns} namespace ({reported}) than its process is in")
         return found
+
+    @property
+    def joined(self) -> bool:
+        """Whether the namespaces are a running process's, joined (--nsc-attach)."""
+        return self._launch.joined
 
     @property
     def alive(self) -> bool:
@@ -332,7 +345,9 @@ class Sandbox:
 
     def namespace_init(self) -> psutil.Process | None:
         """PID 1 of the probe's PID namespace, if the probe or one of its ancestors is that init (or, in a
-        joined sandbox, any member of the namespace: the target's own init)."""
+        joined sandbox, any member of the namespace: the target's own init); None without a host process."""
+        if self.pid is None:
+            return None
         own = self.ns_inode("pid")
         with contextlib.suppress(psutil.Error):
             probe = psutil.Process(self.pid)
@@ -341,6 +356,22 @@ class Sandbox:
                 if pid_in_namespace(proc.pid) == (own, 1):
                     return proc
         return None
+
+
+@cache
+def host_kernel() -> dict[str, Any]:
+    """The host kernel's answer to the probe's `kernel` observation."""
+    return kernel()
+
+
+def other_kernel(seen: Any, host: dict[str, Any]) -> dict[str, Any] | None:
+    """`seen` (a hello's `kernel`) when another kernel than the host's answers inside: another release or
+    version string, which no namespace changes. None where it is the host's (or the probe did not say).
+    The boot id is evidence only: a runtime may bind a boot id of its own over /proc's (LXC does)."""
+    if not isinstance(seen, dict):
+        return None
+    different = (seen.get("release"), seen.get("version")) != (host.get("release"), host.get("version"))
+    return seen if different else None
 
 
 def await_exit(processes: Iterable[psutil.Process], timeout: float) -> list[psutil.Process]:

@@ -113,7 +113,7 @@ def test_oci_table_adds_the_volume_grants_only_known_capabilities_and_sets_propa
 def test_oci_features_command_says_which_capabilities_the_runtime_knows() -> None:
     """[oci] features: the command's JSON (as `runc features` prints it) lists the capabilities granted at most."""
     listed = json.dumps({"linux": {"capabilities": ["CAP_CHOWN", "CAP_KILL"]}})
-    launch = runtime(OCI + f"[oci]\nfeatures = [\"echo\", {json.dumps(listed)}]\n").launch(frozenset({"mnt", "user"}))
+    launch = runtime(OCI + f'[oci]\nfeatures = ["echo", {json.dumps(listed)}]\n').launch(frozenset({"mnt", "user"}))
     try:
         config = json.loads((Path(launch.argv[3]) / "config.json").read_text())
         assert config["process"]["capabilities"]["bounding"] == ["CAP_CHOWN", "CAP_KILL"]

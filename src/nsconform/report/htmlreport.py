@@ -84,10 +84,7 @@ def render(doc: dict[str, Any]) -> str:
         + "</p>",
         chips(
             [(verdict, f"overall: {verdict}", runtime)]
-            + [
-                (entry["verdict"], f"{ns}: {entry['verdict']}", with_basis(entry))
-                for ns, entry in summary.items()
-            ]
+            + [(entry["verdict"], f"{ns}: {entry['verdict']}", with_basis(entry)) for ns, entry in summary.items()]
         ),
     ]
     body += [

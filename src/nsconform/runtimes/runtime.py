@@ -157,7 +157,6 @@ class ProfileRuntime:
             argv = fill(self.spec.command or (), values) + probe
         return Launch(argv=argv, code=probe_code(), claimed=claimed, cleanup=cleanup)
 
-
     def bundle_spec(self, values: dict[str, str]) -> BundleSpec:
         """What the profile's [oci] adds to the generated bundle, its placeholders filled."""
         oci = self.spec.oci

@@ -10,18 +10,19 @@ starts with a copy of them), the harness makes, each in a scratch dir of nsconfo
   held    a tmpfs on the dir, for a sandbox to unmount its own copy of.
 
 Host-side mounts use the probe's ctypes calls (never a shell), only ever under these scratch
-dirs, and are unmounted and removed when their block ends, also when a check fails.
+dirs, are journaled (nsconform.hygiene.journal) before they are made, and are unmounted and removed
+when their block ends, also when a check fails.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from nsconform.host.observe import scratch_dir
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming, objects
 from nsconform.inside import probe
 
 
@@ -58,22 +59,31 @@ def mount_scratch_for(namespaces: Iterable[str]) -> Iterator[MountScratch]:
 @contextmanager
 def bound_on_itself(path: str) -> Iterator[str]:
     """`path` bind-mounted on itself (so that its propagation can be set) for the block."""
-    probe.mount(path, path, None, probe.MS_BIND)
-    try:
+    with journaled_mount(path, None, lambda: probe.mount(path, path, None, probe.MS_BIND)):
         yield path
+
+
+@contextmanager
+def journaled_mount(target: str, source: str | None, mount: Callable[[], None]) -> Iterator[None]:
+    """`mount()` makes a mount on `target` (of `source`, if it names it) for the block, journaled; detached after
+    with whatever is mounted below it."""
+    record = journal.current()
+    with record.holding("mount", target, source=source) as entry:
+        mount()
+    record.made(entry, mount_id=objects.mount_id(target))
+    try:
+        yield
     finally:
-        probe.unmount(path, detach=True)  # with whatever is mounted below it
+        probe.unmount(target, detach=True)
+        record.removed(entry)
 
 
 @contextmanager
 def tmpfs_on(target: str) -> Iterator[str]:
     """A tmpfs with a fresh source name on directory `target` for the block; yields the source name."""
     source = naming.unique("tmpfs")
-    probe.mount_tmpfs(target, source)
-    try:
+    with journaled_mount(target, source, lambda: probe.mount_tmpfs(target, source)):
         yield source
-    finally:
-        probe.unmount(target, detach=True)
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """The host's side of every comparison: the probe's own observations, taken in the harness's namespaces.
 
 Only observations run directly. What a check must create on the host (only ever to show an
-isolated namespace hides it) goes through a context manager that removes it again, and
-carries a name from nsconform.hygiene.naming so that a killed run's leftover can be reaped.
+isolated namespace hides it) goes through a context manager that removes it again, is recorded in
+the process's journal before it is made (nsconform.hygiene.journal), so that a killed run's
+leftover is reaped, and carries a name from nsconform.hygiene.naming.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming, objects
 from nsconform.inside import probe
 
 OBSERVATIONS = frozenset(
@@ -44,7 +45,7 @@ def scratch_dir(kind: str, *, owner: tuple[int, int] | None = None, mode: int = 
     Removed with everything in it when the block ends. Root inside a sandbox may map to a host
     uid that needs `owner` (to write here) or a mode with search permission (to reach a path below).
     """
-    path = naming.scratch_dir(kind)
+    path, entry = make_scratch_dir(kind)
     try:
         if owner is not None:
             os.chown(path, *owner)
@@ -52,6 +53,18 @@ def scratch_dir(kind: str, *, owner: tuple[int, int] | None = None, mode: int = 
         yield path
     finally:
         shutil.rmtree(path)
+        journal.current().removed(entry)
+
+
+def make_scratch_dir(kind: str) -> tuple[str, journal.Entry]:
+    """A new 0700 directory with an unpredictable name under the temp dir, journaled; the caller removes it
+    and records that (`journal.current().removed(entry)`)."""
+    record = journal.current()
+    path = naming.scratch_path(kind)
+    with record.holding("path", path) as entry:
+        os.mkdir(path, 0o700)
+    record.made_path(entry)
+    return path, entry
 
 
 @dataclass
@@ -92,29 +105,41 @@ class Host:
     @contextmanager
     def ipc_object(self, kind: str, key: int) -> Iterator[int]:
         """A SysV object on the host for the duration of the block."""
-        ident = probe.ipc_create(kind, key)
+        record = journal.current()
+        with record.holding("sysv", f"{kind} {key:#x}", ipc=kind, key=key) as entry:
+            ident = probe.ipc_create(kind, key)
+        record.made(entry, id=ident, cpid=objects.creator(kind, key, ident))
         try:
             yield ident
         finally:
             probe.ipc_remove(kind, ident)
+            record.removed(entry)
 
     @contextmanager
     def message_queue(self, name: str) -> Iterator[str]:
         """A POSIX message queue on the host for the duration of the block."""
-        probe.mq_create(name)
+        record = journal.current()
+        with record.holding("mqueue", name) as entry:
+            probe.mq_create(name)
+        record.made(entry)
         try:
             yield name
         finally:
             probe.mq_remove(name)
+            record.removed(entry)
 
     @contextmanager
     def shm_file(self, name: str) -> Iterator[str]:
         """A POSIX shared-memory object (a file in the host's /dev/shm) for the duration of the block."""
-        probe.shm_create(name)
+        record = journal.current()
+        with record.holding("path", f"/dev/shm/{name}", durable=False) as entry:  # gone with the machine
+            probe.shm_create(name)
+        record.made_path(entry)
         try:
             yield name
         finally:
             probe.shm_remove(name)
+            record.removed(entry)
 
     @contextmanager
     def listener(self, address: str, port: int | None = 0, reply: str = "", timeout: float = 5.0) -> Iterator[Listener]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,29 +14,6 @@ from nsconform.settings import SETTINGS
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def host_lock(mode: int) -> Iterator[None]:
-    """A reader-writer lock over the host between this run's xdist workers: flock on the tests
-    directory itself (no polling, and no lock file left behind)."""
-    fd = os.open(Path(__file__).parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, mode)
-        yield
-    finally:
-        os.close(fd)
-
-
-@pytest.fixture
-def quiet_host() -> Iterator[None]:
-    """For a test whose inner run audits the host: no runtime that changes host-wide state runs meanwhile."""
-    yield from host_lock(fcntl.LOCK_EX)
-
-
-@pytest.fixture
-def host_perturbed() -> Iterator[None]:
-    """For a test that runs a runtime changing host-wide state while it runs (podman's mounts, cgroups)."""
-    yield from host_lock(fcntl.LOCK_SH)
 
 
 class RuntimeOverride:
@@ -73,8 +47,8 @@ class SuiteRun:
 def run_suite(pytester: pytest.Pytester):
     """run_suite(*pytest_args, runtime=None, plugins=(), audit=False): the suite in-process; returns its report.
 
-    The host audit stays off unless asked for: a test that asks for it must also take `quiet_host`,
-    since other tests of this run change the host meanwhile."""
+    The host audit stays off unless asked for; it judges the inner run's own journal, so other tests
+    changing the host meanwhile do not fail it."""
 
     def run(*args: str, runtime: Any = None, plugins: tuple[object, ...] = (), audit: bool = False) -> SuiteRun:
         report_dir = pytester.path / "reports"

@@ -97,10 +97,9 @@ def difference(before: Snapshot, after: Snapshot) -> Changes:
     return changes
 
 
-def left_by(run: str) -> tuple[list[str], list[str]]:
-    """What run `run`'s journals list as made, not removed and still there; and what could not be judged."""
-    written, problems = journal.of_run(run)
-    left = []
+def left_by(written: list[journal.Written]) -> tuple[list[str], list[str]]:
+    """What these journals list as made, not removed and still there; and what could not be judged."""
+    left, problems = [], []
     for one in written:
         owner = objects.Owner.of(one.header)
         for entry in one.left:
@@ -112,13 +111,16 @@ def left_by(run: str) -> tuple[list[str], list[str]]:
     return left, problems
 
 
-def split(changes: Changes, run: str) -> tuple[Changes, Changes]:
-    """(what carries the run's id: a runtime's leftovers for the run, every other change)."""
+def split(changes: Changes, run: str, journaled: set[str]) -> tuple[Changes, Changes]:
+    """(what carries the run's id, not being a journaled object: a runtime's leftovers for the run, every
+    other change)."""
     runtime: Changes = {}
     other: Changes = {}
     for aspect, diff in changes.items():
         for sign, entries in diff.items():
             for entry in entries:
+                if any(name in entry for name in journaled):
+                    continue  # the harness's own object: judged by its journal
                 target = runtime if run in entry else other
                 target.setdefault(aspect, {"added": [], "removed": []})[sign].append(entry)
     return runtime, other
@@ -126,6 +128,8 @@ def split(changes: Changes, run: str) -> tuple[Changes, Changes]:
 
 def judge(run: str, before: Snapshot) -> dict[str, Any]:
     """The audit of run `run`, whose host looked like `before` when it began."""
-    left, problems = left_by(run)
-    runtime, meanwhile = split(difference(before, snapshot()), run)
-    return {"left": left, "runtime_left": runtime, "changed_meanwhile": meanwhile, "unjudged": problems}
+    written, unreadable = journal.of_run(run)
+    left, unjudged = left_by(written)
+    journaled = {os.path.basename(entry.name) for one in written for entry in one.entries if entry.name}
+    runtime, meanwhile = split(difference(before, snapshot()), run, journaled)
+    return {"left": left, "runtime_left": runtime, "changed_meanwhile": meanwhile, "unjudged": unreadable + unjudged}

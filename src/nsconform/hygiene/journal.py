@@ -14,9 +14,9 @@ Entries are two-phase, one JSON line each:
   of a SysV object, ifindex of a link, mount id of a mount, start time of a process);
 - `removed`: the harness removed it (or found it gone).
 
-Names come from the journal's token (nsconform.hygiene.naming), so that an object whose identity was
-never recorded (a crash between the intent and `made`) can still be told for the run's by its exact
-name. The journal needs no pytest: any program (the kernel audit's VMs) may `record` what it makes.
+Names carry the process's token (nsconform.hygiene.naming), so that an object whose identity was
+never recorded (a crash between the intent and `made`) can still be told for the process's by its
+exact name. The journal needs no pytest: any program (the kernel audit's VMs) may `record` what it makes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ from typing import Any
 KINDS = ("process", "container", "mount", "link", "sysv", "mqueue", "path")
 DURABLE = frozenset({"path", "container"})  # what outlives a crash of the machine: their intents are fsync'd
 ROOT_DIRECTORY = Path("/run/nsconform")
+_token = [secrets.token_hex(4)]
+
+
+def token() -> str:
+    """This process's token, in every name it gives and in the header of each of its journals."""
+    return _token[0]
+
+
+os.register_at_fork(after_in_child=lambda: _token.__setitem__(0, secrets.token_hex(4)))
 
 
 class JournalError(RuntimeError):
@@ -99,12 +108,13 @@ class Journal:
     def __init__(self, run: str, role: str) -> None:
         self.run = run
         self.role = role
-        self.token = secrets.token_hex(4)  # in every name this journal gives (nsconform.hygiene.naming)
+        self.token = token()
         self.entries: list[Entry] = []
         self.fd: int | None = None  # the file, made on the first entry: a process that makes nothing writes nothing
         self.path: Path | None = None
         self.serial = 0
         self.pid = os.getpid()
+        self.closed = False
 
     def header(self) -> dict[str, Any]:
         pid = os.getpid()
@@ -136,6 +146,8 @@ class Journal:
         return self.fd
 
     def _write(self, record: dict[str, Any], durable: bool = False) -> None:
+        if self.closed:
+            return  # a finalizer at the interpreter's exit, after close(): the reaper finds what is gone
         fd = self._open()
         os.write(fd, line(record))  # one write a line, O_APPEND not needed: only this process writes
         if durable:
@@ -189,6 +201,7 @@ class Journal:
 
     def close(self) -> None:
         """End the journal: its file is unlinked (still locked) if it lists nothing left, else kept for the reaper."""
+        self.closed = True
         if self.fd is None or self.pid != os.getpid():
             return  # nothing on file, or a forked child's copy: the journal is its parent's
         if self.path is not None and all(e.removed for e in self.entries):

@@ -215,12 +215,22 @@ def with_argument(name: str) -> list[int]:
     return found
 
 
+def zombie(pid: int) -> bool:
+    """Whether process `pid` has exited and waits for its parent to reap it (no harm left in it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 def process_present(entry: Entry, owner: Owner) -> bool:
     if entry.identity is not None:
-        return process_start(entry.identity["pid"]) == entry.identity["start"]
+        pid = entry.identity["pid"]
+        return process_start(pid) == entry.identity["start"] and not zombie(pid)
     if not entry.name or not owner.named(entry.name):
         raise Unverifiable(f"a process was never recorded started, and has no name of its journal ({entry.name!r})")
-    pids = [pid for pid in with_argument(entry.name) if pid != os.getpid()]
+    pids = [pid for pid in with_argument(entry.name) if pid != os.getpid() and not zombie(pid)]
     if pids:
         entry.identity = {"pid": pids[0], "start": process_start(pids[0])}
     return bool(pids)

@@ -16,6 +16,7 @@ import pytest
 from nsconform.hygiene import audit, reaper
 
 AUDIT = pytest.StashKey[dict[str, Any]]()
+SHOWN = 20  # lines of a section in the terminal; the report holds them all
 SECTIONS = (
     ("left", "this run left on the host"),
     ("runtime_left", "the runtime left"),
@@ -60,14 +61,18 @@ class HostGuard:
             found = result.get(key)
             if not found:
                 continue
+            lines = found if isinstance(found, list) else list(changed(found))
             terminalreporter.write_sep(
                 "=" if key == "left" else "-", f"nsconform host audit: {title}", red=key == "left"
             )
-            if isinstance(found, list):
-                for entry in found:
-                    terminalreporter.write_line(f"  {entry}")
-                continue
-            for aspect, diff in found.items():
-                for sign, entries in (("+", diff["added"]), ("-", diff["removed"])):
-                    for entry in entries:
-                        terminalreporter.write_line(f"  {aspect} {sign} {entry}")
+            for entry in lines[:SHOWN]:
+                terminalreporter.write_line(f"  {entry}")
+            if len(lines) > SHOWN:
+                terminalreporter.write_line(f"  ... {len(lines) - SHOWN} more: host_audit.{key} in the report")
+
+
+def changed(changes: dict[str, dict[str, list[str]]]) -> Iterator[str]:
+    for aspect, diff in changes.items():
+        for sign, entries in (("+", diff["added"]), ("-", diff["removed"])):
+            for entry in entries:
+                yield f"{aspect} {sign} {entry}"

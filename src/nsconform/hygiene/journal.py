@@ -131,7 +131,7 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.write(fd, line(self.header()))
                 os.fsync(fd)
-                name = f"{os.getpid()}-{self.token}.journal"
+                name = f"{os.getpid()}-{self.token}-{self.run}.journal"
                 # linkat(AT_SYMLINK_FOLLOW), which os.link uses where a directory fd is given
                 os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
                 os.fsync(dir_fd)

@@ -24,6 +24,7 @@ from nsconform.hygiene.journal import Entry, process_start
 from nsconform.inside import probe
 
 CLEANUP_TIMEOUT = 60.0
+CGROUPS = "/sys/fs/cgroup"
 SYSV_CREATOR_COLUMN = {"shm": 4}  # /proc/sysvipc/shm names the creator's pid; sem and msg do not
 
 
@@ -256,7 +257,17 @@ def container_present(entry: Entry, owner: Owner) -> bool:
 
 
 def remove_container(entry: Entry, owner: Owner) -> None:
+    clean_container(entry)
+
+
+def clean_container(entry: Entry) -> None:
+    """The runtime's cleanup command for the container's exact id, then the empty cgroups named by that id
+    (a runtime's cgroupfs driver names a container's cgroup after it; rmdir takes only an empty one)."""
     run_cleanup(entry.details["cleanup"])
+    for top, dirs, _ in os.walk(CGROUPS, topdown=False):
+        if entry.name in dirs:
+            with contextlib.suppress(OSError):  # busy: processes of it live on, for the audit to report
+                os.rmdir(os.path.join(top, entry.name))
 
 
 def run_cleanup(argv: list[str]) -> None:

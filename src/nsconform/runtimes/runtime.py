@@ -11,7 +11,7 @@ from typing import Protocol
 
 from nsconform.host.observe import make_scratch_dir
 from nsconform.hygiene import journal, naming
-from nsconform.hygiene.objects import run_cleanup
+from nsconform.hygiene.objects import clean_container
 from nsconform.inside import code, probe_command
 from nsconform.namespaces import Combination, combo_id
 from nsconform.runtimes.bundles import make_rootfs, remove_scratch, write_oci_bundle
@@ -164,8 +164,8 @@ def fill(args: tuple[str, ...] | list[str], values: dict[str, str]) -> list[str]
 
 
 def remove_container(entry: journal.Entry, record: journal.Journal) -> None:
-    """A profile's cleanup command for the sandbox's container, run to its end (nothing left is no error)."""
-    run_cleanup(entry.details["cleanup"])
+    """A profile's cleanup command for the sandbox's container, and the empty cgroups named by its id."""
+    clean_container(entry)
     record.removed(entry)
 
 

@@ -11,6 +11,10 @@
 (d) peak RSS of an xdist worker
 (e) --nsc-runtime bwrap over the whole catalogue against bwrap's bare start-up, per combination
 (f) growth: 3, 6 and 8 namespaces (8, 64 and 256 combinations)
+(g) the wheel: built from this checkout and installed alone in a new venv, its `nsconform -n auto` run
+    from another directory against (a), taken in the same turns
+(h) what an installed nsconform costs a pytest session that does not enable it: a one-test session's
+    start-up in that venv against a venv with nsconform's dependencies only
 The last line printed is one JSON object with all figures (matrix_s, floor_s, ratio ...).
 """
 
@@ -28,12 +32,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from nsconform.runtimes.runtime import PROFILES_DIR
+from nsconform.sandbox import forkserver
+from nsconform.sandbox.native import NativeRuntime
+from nsconform.sandbox.sandbox import Sandbox
 
-from nsconform.sandbox import forkserver  # noqa: E402
-from nsconform.sandbox.native import NativeRuntime  # noqa: E402
-from nsconform.sandbox.sandbox import Sandbox  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench.* from the checkout
+from bench.wheelbuild import ROOT, build_wheel
+
+DEPENDENCIES = ["pytest", "pytest-xdist", "pyroute2", "psutil"]
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 REFERENCE = [
@@ -85,12 +92,12 @@ def spread(cmd: list[str], count: int) -> float:
 
 
 def trivial_pytest(work: Path, items: int) -> float:
-    """pytest's own cost (xdist's included, nsconform's plugin not loaded) for `items` trivial tests."""
+    """pytest's own cost (xdist's included, nsconform's plugin not enabled) for `items` trivial tests."""
     test = work / "test_trivial.py"
     test.write_text(
         f"import pytest\n\n@pytest.mark.parametrize('i', range({items}))\ndef test_item(i):\n    assert i >= 0\n"
     )
-    command = [*PYTEST, "-p", "no:nsconform", "-n", "auto", "-c", os.devnull, "--rootdir", str(work), str(test)]
+    command = [*PYTEST, "-n", "auto", "-c", os.devnull, "--rootdir", str(work), str(test)]
     return wall(command, cwd=work)
 
 
@@ -111,6 +118,34 @@ def one_sandbox():
     return Sandbox(NativeRuntime().launch(frozenset(SIX.split(","))), 10).close
 
 
+def venv(path: Path, *packages: str) -> Path:
+    """A new virtualenv at `path` with `packages` installed; its bin directory."""
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(path)], check=True)
+    subprocess.run([path / "bin" / "python", "-m", "pip", "install", "-q", *packages], check=True)
+    return path / "bin"
+
+
+def wheel_venvs(work: Path) -> tuple[Path, Path]:
+    """(g) and (h)'s venvs: the wheel of this checkout installed alone; nsconform's dependencies only."""
+    wheel = build_wheel(work / "wheel")
+    return venv(work / "with", str(wheel)), venv(work / "without", *DEPENDENCIES)
+
+
+def wheel_suite(work: Path, bin_dir: Path) -> float:
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    return wall([bin_dir / "nsconform", "-q", "-n", "auto", f"--report-dir={work / 'wheel-run'}"], cwd=elsewhere)
+
+
+def idle_session_ms(work: Path, bin_dir: Path, repeat: int) -> float:
+    """A one-test pytest session's wall time, in a directory of its own (no configuration of nsconform's)."""
+    project = work / "idle"
+    project.mkdir(exist_ok=True)
+    (project / "test_one.py").write_text("def test_one():\n    pass\n")
+    command = [bin_dir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"]
+    return median_ms(lambda: wall(command, cwd=project), repeat)
+
+
 def peak_worker_rss_mb(work: Path) -> float:
     rss_dir = work / "rss-samples"
     rss_dir.mkdir()
@@ -128,13 +163,15 @@ def main() -> None:
     figures: dict[str, object] = {"quick": quick, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="nsc-bench-") as tmp:
         work = Path(tmp)
-        # matrix and floor taken in turns, the median of each: a noisy moment on the machine hits both alike
-        combos, matrix, sandboxes, pytest_only = 64, [], [], []
+        with_nsconform, without = wheel_venvs(work)
+        # matrix, floor and wheel taken in turns, the median of each: a noisy moment hits them alike
+        combos, matrix, sandboxes, pytest_only, wheel = 64, [], [], [], []
         for _ in range(rounds):
             seconds, items = suite(work, "matrix")
             matrix.append(seconds)
             sandboxes.append(spread(REFERENCE, combos))
             pytest_only.append(trivial_pytest(work, items))
+            wheel.append(wheel_suite(work, with_nsconform))
         matrix_s, floor_sandboxes, floor_pytest = map(statistics.median, (matrix, sandboxes, pytest_only))
         figures.update(
             matrix_s=round(matrix_s, 3),
@@ -173,11 +210,21 @@ def main() -> None:
         figures["peak_worker_rss_mb"] = round(peak_worker_rss_mb(work), 1)
         print(f"(d) peak worker RSS: {figures['peak_worker_rss_mb']} MB")
 
-        if not quick and shutil.which("bwrap") and (ROOT / "profiles" / "bwrap.toml").exists():
+        if not quick and shutil.which("bwrap") and (PROFILES_DIR / "bwrap.toml").exists():
             bwrap_s, bwrap_items = suite(work, "bwrap", "--nsc-runtime", "bwrap")
             bare = median_ms(lambda: subprocess.run(BWRAP_BARE, check=True), repeat)
             figures.update(bwrap_matrix_s=round(bwrap_s, 3), bwrap_items=bwrap_items, bwrap_bare_ms=round(bare, 1))
             print(f"(e) bwrap: {bwrap_s:.2f} s for {bwrap_items} results; bare bwrap start-up {bare:.1f} ms")
+
+        wheel_s = statistics.median(wheel)
+        figures.update(wheel_matrix_s=round(wheel_s, 3), wheel_ratio=round(wheel_s / matrix_s, 2))
+        print(f"(g) the wheel's nsconform -n auto: {wheel_s:.2f} s ({figures['wheel_ratio']}x the checkout's)")
+        idle_with, idle_without = (idle_session_ms(work, bin_dir, repeat) for bin_dir in (with_nsconform, without))
+        figures.update(idle_session_ms=round(idle_with, 1), idle_session_without_ms=round(idle_without, 1))
+        print(
+            f"(h) a session that does not enable nsconform: {idle_with:.1f} ms with it installed, "
+            f"{idle_without:.1f} ms without"
+        )
 
         growth = {}
         for namespaces in ("uts,pid,ipc", SIX, *(() if quick else ("uts,pid,mnt,ipc,net,user,cgroup,time",))):

@@ -18,10 +18,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from nsconform.runtimes.runtime import bundled, resolve
 
-from nsconform.runtimes.runtime import bundled, resolve  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(runtime: str, report_dir: Path, extra: list[str]) -> dict:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,19 @@ from nsconform.settings import SETTINGS
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def quiet_host() -> Iterator[None]:
+    """For a test that compares host state before and after it, beyond the journals (the rootless user's
+    processes): no other such test of this run goes on meanwhile. flock on the tests directory itself
+    (no polling, and no lock file left behind)."""
+    fd = os.open(Path(__file__).parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class RuntimeOverride:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.wheelbuild import build_wheel
 from nsconform.hygiene import naming
 from tests.conftest import ROOT
 
@@ -22,15 +23,7 @@ SUITE_OPTIONS = ["-n", "2", "--runtime", "unshare", "--namespaces", "uts,pid,ipc
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    (built,) = out.glob("nsconform-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +77,10 @@ def test_wheel_runs_the_suite_from_an_unrelated_directory_as_the_checkout_does(
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     # 2. only `nsconform` is importable of what it installed: no `fixtures`, `reports` or `isolation_checks`
+    empty = tmp_path / "empty"  # (elsewhere has a reports/ now, which python -c would import from)
+    empty.mkdir()
     for name in ("fixtures", "reports", "isolation_checks"):
-        probe = subprocess.run(
-            [clean_venv / "bin" / "python", "-c", f"import {name}"], cwd=elsewhere, capture_output=True
-        )
+        probe = subprocess.run([clean_venv / "bin" / "python", "-c", f"import {name}"], cwd=empty, capture_output=True)
         assert probe.returncode != 0, f"{name} is importable from the wheel's venv"
     # 3. the checkout's run with the same options gives the same result, id by id
     checkout = subprocess.run(
@@ -234,3 +227,39 @@ def test_pytest_help_lists_the_options() -> None:
     assert run.returncode == 0, run.stderr
     for option in ("--nsc-runtime", "--nsc-namespaces", "--nsc-report-dir", "--nsc-no-host-audit"):
         assert option in run.stdout
+
+
+COUNT_CHECK_MODULES = """
+import collections, json, sys
+from nsconform import cli
+cli.main(sys.argv[1:])
+files = [getattr(module, "__file__", None) or "" for module in list(sys.modules.values())]
+seen = collections.Counter(path for path in files if "isolation_checks" in path)
+print(json.dumps(seen))
+"""
+
+
+def test_check_modules_are_imported_once_per_session(tmp_path: Path) -> None:
+    """One registry of guarantees: each check module is imported under one name only, its conftest too."""
+    options = ["-q", "--namespaces=uts", "--no-host-audit", f"--report-dir={tmp_path}"]
+    run = subprocess.run(
+        [sys.executable, "-c", COUNT_CHECK_MODULES, *options],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert any(path.endswith("/uts.py") for path in seen), run.stdout[-2000:]
+    assert set(seen.values()) == {1}, seen
+
+
+def test_the_plugin_collects_the_checks_in_any_project(tmp_path: Path) -> None:
+    """`-p nsconform.plugin --pyargs nsconform.isolation_checks`, in a directory of no configuration: the checks
+    are collected whatever python_files says."""
+    run = run_pytest(
+        tmp_path, "-p", "nsconform.plugin", "--collect-only", "-q", "--nsc-namespaces=uts", "--pyargs",
+        "nsconform.isolation_checks",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "uts.py::test_hostname_private[uts]" in run.stdout

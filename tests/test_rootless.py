@@ -210,14 +210,15 @@ def run_as(
     return done, report, left
 
 
-def test_suite_runs_rootless(rootless_user: pwd.struct_passwd) -> None:
+def test_suite_runs_rootless(rootless_user: pwd.struct_passwd, quiet_host: None) -> None:
     """Run by an unprivileged user, the suite's verdicts are conformant: namespace checks pass inside user
     namespaces, the checks that cannot hold there skip with their reason, and nothing is left behind."""
     done, report, left = run_as(rootless_user)
     output = done.stdout[-3000:] + done.stderr[-2000:]
     assert report, f"the rootless run wrote no report:\n{output}"
     results = report["results"]
-    assert done.returncode == 0, output
+    bad = [(r["id"], r["reason"][:300]) for r in results if r["outcome"] in ("failed", "error")]
+    assert done.returncode == 0, f"{bad}\n{output}"
     verdicts = {ns: s["verdict"] for ns, s in report["summary"].items() if s["verdict"] != "untested"}
     assert set(CONFORMANT) <= set(verdicts) and set(verdicts.values()) == {"conformant"}, verdicts
     assert not [r["id"] for r in results if r["outcome"] in ("failed", "error")], output
@@ -253,7 +254,7 @@ def test_suite_runs_rootless(rootless_user: pwd.struct_passwd) -> None:
     assert not left, f"the rootless run left behind: {left}"
 
 
-def test_rootless_without_user_namespaces_is_a_usage_error(rootless_user: pwd.struct_passwd) -> None:
+def test_rootless_without_user_namespaces_is_a_usage_error(rootless_user: pwd.struct_passwd, quiet_host: None) -> None:
     """1. the unprivileged user, where it may make no user namespace (max_user_namespaces 0 in a user
     namespace of its own); 2. it runs the suite; 3. EXPECT a usage error that says why and what to do,
     before any check: no report, nothing left behind"""

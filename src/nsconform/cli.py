@@ -16,12 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import nsconform
-import nsconform.isolation_checks
+from nsconform.locations import CONFIG, checks_dir
 from nsconform.settings import OPTIONS, PREFIX
-
-PACKAGE = Path(nsconform.__file__).resolve().parent
-CHECKS = Path(nsconform.isolation_checks.__file__).resolve().parent
 
 
 class CommandError(ValueError):
@@ -63,8 +59,9 @@ def translate(argv: Sequence[str]) -> tuple[list[str], Path, str | None]:
 
 def pytest_args(translated: Sequence[str], report_dir: Path) -> list[str]:
     """The whole pytest command line: the package's configuration and rootdir, the options, then the checks."""
-    config = ["-c", str(PACKAGE / "pytest.ini"), "--rootdir", str(CHECKS.parent)]
-    return [*config, *translated, f"{PREFIX}report-dir={report_dir}", str(CHECKS)]
+    checks = checks_dir()
+    config = ["-c", str(CONFIG), "--rootdir", str(checks.parent)]
+    return [*config, *translated, f"{PREFIX}report-dir={report_dir}", str(checks)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from nsconform import collector
 from nsconform.guarantees import VERDICT, Guarantee, spec_of
 from nsconform.hygiene import journal
 from nsconform.hygiene.hostguard import AUDIT, HostGuard
+from nsconform.locations import checks_dir
 from nsconform.namespaces import Combination, combo_id
 from nsconform.report.baseline import Baseline, Comparison
 from nsconform.report.conformance import ReportError, describe_runtime, document
@@ -72,6 +74,16 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if JOURNAL in config.stash:
         journal.end(config.stash[JOURNAL])
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """The checks are collected wherever they are installed, whatever the session's `python_files` says
+    (`pytest -p nsconform.plugin --pyargs nsconform.isolation_checks` works in any project)."""
+    if file_path.suffix != ".py" or file_path.name in ("__init__.py", "conftest.py"):
+        return None
+    if file_path.resolve().parent != checks_dir():
+        return None
+    return pytest.Module.from_parent(parent, path=file_path)
 
 
 # -- the matrix -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 
 from nsconform.hygiene import naming
@@ -66,7 +66,6 @@ class NativeRuntime:
     profile: str | None = None
     isolates: frozenset[str] | None = None
     any_combination: bool = True
-    requires: tuple[str, ...] = field(default=())
 
     def unavailable(self) -> str | None:
         """Rootless, the sandboxes need unprivileged user namespaces: tried for real, never read from a sysctl."""

@@ -100,6 +100,7 @@ class Entry:
     details: dict[str, Any] = field(default_factory=dict)  # known before it is made (a mount's source ...)
     identity: dict[str, Any] | None = None
     removed: bool = False
+    book: Journal | None = field(default=None, repr=False, compare=False)  # the journal that recorded it
 
 
 class Journal:
@@ -159,22 +160,25 @@ class Journal:
         if kind not in KINDS:
             raise ValueError(f"unknown kind of host object {kind!r}")
         self.serial += 1
-        entry = Entry(self.serial, kind, name, details)
+        entry = Entry(self.serial, kind, name, details, book=self)
         sync = kind in DURABLE if durable is None else durable
         self._write({"seq": entry.seq, "op": "intent", "kind": kind, "name": name, **details}, sync)
         self.entries.append(entry)
         return entry
 
     def made(self, entry: Entry, **identity: Any) -> None:
-        """`entry`'s object exists, and this is how to tell it from any later object of the same name."""
+        """`entry`'s object exists, and this is how to tell it from any later object of the same name.
+
+        Written to the journal that recorded the entry, whichever journal is current now (a nested session
+        may have begun or ended since), as is its removal."""
         entry.identity = identity
-        self._write({"seq": entry.seq, "op": "made", **identity})
+        (entry.book or self)._write({"seq": entry.seq, "op": "made", **identity})
 
     def removed(self, entry: Entry) -> None:
         """`entry`'s object is gone: removed by the harness, or found gone (a veth with its namespace)."""
         if not entry.removed:
             entry.removed = True
-            self._write({"seq": entry.seq, "op": "removed"})
+            (entry.book or self)._write({"seq": entry.seq, "op": "removed"})
 
     @contextlib.contextmanager
     def holding(self, kind: str, name: str, *, durable: bool | None = None, **details: Any) -> Iterator[Entry]:
@@ -320,8 +324,9 @@ def of_run(run: str) -> tuple[list[Written], list[str]]:
 
 
 @contextlib.contextmanager
-def abandoned(path: Path) -> Iterator[Written | None]:
-    """Journal `path` if its process is gone (its lock taken here for the block), else None.
+def abandoned(path: Path, *, wait: bool = False) -> Iterator[Written | None]:
+    """Journal `path` if its process is gone (its lock taken here for the block), else None; with `wait`, after
+    its process (or another run's reaper of it) has let go of it.
 
     Raises CorruptJournal (or OSError) for a journal that cannot be read: it is reported and left alone.
     """
@@ -332,7 +337,7 @@ def abandoned(path: Path) -> Iterator[Written | None]:
         return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno != errno.EWOULDBLOCK:
                 raise

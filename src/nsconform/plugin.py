@@ -60,6 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:  # an xdist worker journals for its controller's run
         config.stash[JOURNAL] = journal.begin(workerinput["nsconform_run"], workerinput["workerid"])
     else:  # the controller, or the only process of a serial run
+        try:
+            journal.directory()
+        except (OSError, journal.JournalError) as e:
+            raise pytest.UsageError(f"nsconform's journal directory: {e}") from None
         config.stash[JOURNAL] = journal.begin(journal.new_run(), "controller")
         guard = HostGuard(config, config.stash[JOURNAL].run, check=not config.option.nsc_no_host_audit)
         config.pluginmanager.register(guard, "nsconform-hostguard")

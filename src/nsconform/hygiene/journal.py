@@ -1,6 +1,7 @@
 """A journal of every host object a harness process makes, so that only what a run made is ever removed.
 
-One journal file per process (the controller, each xdist worker, any helper that makes host objects),
+One journal file per harness process (the controller, each xdist worker, any helper that makes host
+objects) and run (a pytest session run in-process inside another has one of its own),
 in a directory only its user may enter (`/run/nsconform` as root; rootless, `$XDG_RUNTIME_DIR/nsconform`
 or `~/.local/state/nsconform`, 0700). The process holds an exclusive flock on its journal for its
 whole life: a journal whose lock is free belongs to a process that is gone. The file appears under
@@ -37,15 +38,24 @@ from typing import Any
 KINDS = ("process", "container", "mount", "link", "sysv", "mqueue", "path")
 DURABLE = frozenset({"path", "container"})  # what outlives a crash of the machine: their intents are fsync'd
 ROOT_DIRECTORY = Path("/run/nsconform")
-_token = [secrets.token_hex(4)]
+_token = secrets.token_hex(4)
 
 
 def token() -> str:
     """This process's token, in every name it gives and in the header of each of its journals."""
-    return _token[0]
+    return _token
 
 
-os.register_at_fork(after_in_child=lambda: _token.__setitem__(0, secrets.token_hex(4)))
+def _forked() -> None:
+    """A child forked without exec is a process of its own: a token and journals of its own (its parent's
+    journal files and locks stay the parent's)."""
+    global _token
+    _token = secrets.token_hex(4)
+    OPEN.clear()
+    _default.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class JournalError(RuntimeError):

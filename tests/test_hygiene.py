@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from nsconform.host.observe import make_scratch_dir
 from nsconform.hygiene import journal, objects, reaper
 from nsconform.hygiene.journal import Written
 from nsconform.inside import probe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, check_node
 from tests.lookalikes import lookalikes
+from tests.runtime_profiles import profile_runtime
 from tests.test_reliability import PYTEST, outcomes, run_pytest
 
 # A harness process that makes one object of each kind through the journal, then dies without
@@ -314,3 +316,46 @@ def test_two_runs_at_once_with_an_unrelated_process_churning(tmp_path: Path) -> 
     expected = outcomes(tmp_path / "solo")
     assert outcomes(tmp_path / "a") == expected
     assert outcomes(tmp_path / "b") == expected
+
+
+class LeavesUnrelated:
+    """A plugin that, during the run, makes a /dev/shm file named like the harness's, outside any journal:
+    as another program would meanwhile."""
+
+    def __init__(self) -> None:
+        self.path = Path("/dev/shm", f"nsconform-gw0-1-unrelated-{journal.token()}")
+
+    def pytest_runtest_setup(self) -> None:
+        self.path.touch()
+
+
+def test_audit_reports_what_the_runtime_left_and_what_changed_meanwhile(run_suite, tmp_path: Path) -> None:
+    """1. a runtime that leaves a /dev/shm file named by the container id it is given; meanwhile another
+    'program' makes a file named like the harness's; 2. the run, with the audit
+    3. EXPECT it passes: the runtime's file reported as the runtime's, the other as changed meanwhile"""
+    runtime = profile_runtime(
+        """
+name = "leaves-shm"
+requires = ["unshare", "sh", "touch"]
+command = ["sh", "-c", 'touch "/dev/shm/$0" && exec unshare --uts --fork --kill-child -- "$@"', "{id}"]
+isolates = ["uts"]
+""",
+        "leaves-shm",
+    )
+    other = LeavesUnrelated()
+    runtime_left: list[str] = []
+    try:
+        node = check_node("uts.hostname_private", "uts")
+        run = run_suite("--nsc-namespaces", "uts", node, runtime=runtime, plugins=(other,), audit=True)
+        audit = run.report["host_audit"]
+        runtime_left = audit["runtime_left"].get("dev_shm", {}).get("added", [])
+    finally:
+        other.path.unlink(missing_ok=True)
+        for name in runtime_left:
+            Path("/dev/shm", name).unlink(missing_ok=True)
+    assert run.ret == pytest.ExitCode.OK, run.output
+    assert audit["left"] == []
+    assert len(runtime_left) == 1 and audit["run"] in runtime_left[0] and "-ct" in runtime_left[0]
+    assert other.path.name in audit["changed_meanwhile"]["dev_shm"]["added"]
+    assert "nsconform host audit: the runtime left" in run.output
+    assert "nsconform host audit: changed meanwhile, not by this run" in run.output

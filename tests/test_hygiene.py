@@ -128,6 +128,24 @@ def test_a_corrupt_journal_is_reported_and_left_alone() -> None:
         corrupt.unlink()
 
 
+def test_a_record_cut_short_by_a_crash_is_left_out(tmp_path: Path) -> None:
+    """A dead journal whose last line lacks its newline (its process died writing it): the complete records
+    are reaped as usual (here an intent whose identity never made it), the cut one is ignored."""
+    token = "c0ffee00"
+    made = tmp_path / f"nsconform-feedf00d-{token}-dir1-x"
+    made.mkdir()
+    header = {"journal": 1, "run": "feedf00d", "role": "gw9", "token": token, "pid": 1 << 22, "start": 1, "uid": 0}
+    lines = [header, {"seq": 1, "op": "intent", "kind": "path", "name": str(made)}]
+    cut = journal.directory() / f"cut-{journal.token()}.journal"
+    cut.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"seq": 1, "op": "ma')
+    try:
+        with journal.abandoned(cut, wait=True) as written:  # another run's reaper may have taken it already
+            reaped = reaper.reap_journal(written) if written is not None else []
+        assert not made.exists() and not cut.exists(), reaped
+    finally:
+        cut.unlink(missing_ok=True)
+
+
 # -- whole runs ---------------------------------------------------------------------------------
 
 

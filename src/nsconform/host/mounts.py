@@ -67,15 +67,15 @@ def bound_on_itself(path: str) -> Iterator[str]:
 def journaled_mount(target: str, source: str | None, mount: Callable[[], None]) -> Iterator[None]:
     """`mount()` makes a mount on `target` (of `source`, if it names it) for the block, journaled; detached after
     with whatever is mounted below it."""
-    record = journal.current()
-    with record.holding("mount", target, source=source) as entry:
-        mount()
-    record.made(entry, mount_id=objects.mount_id(target))
-    try:
+    with journal.current().for_block(
+        "mount",
+        target,
+        mount,
+        lambda _: probe.unmount(target, detach=True),
+        lambda _: {"mount_id": objects.mount_id(target)},
+        source=source,
+    ):
         yield
-    finally:
-        probe.unmount(target, detach=True)
-        record.removed(entry)
 
 
 @contextmanager

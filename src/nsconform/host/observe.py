@@ -105,41 +105,38 @@ class Host:
     @contextmanager
     def ipc_object(self, kind: str, key: int) -> Iterator[int]:
         """A SysV object on the host for the duration of the block."""
-        record = journal.current()
-        with record.holding("sysv", f"{kind} {key:#x}", ipc=kind, key=key) as entry:
-            ident = probe.ipc_create(kind, key)
-        record.made(entry, id=ident, cpid=objects.creator(kind, key, ident))
-        try:
+        with journal.current().for_block(
+            "sysv",
+            f"{kind} {key:#x}",
+            lambda: probe.ipc_create(kind, key),
+            lambda ident: probe.ipc_remove(kind, ident),
+            lambda ident: {"id": ident, "cpid": objects.creator(kind, key, ident)},
+            ipc=kind,
+            key=key,
+        ) as ident:
             yield ident
-        finally:
-            probe.ipc_remove(kind, ident)
-            record.removed(entry)
 
     @contextmanager
     def message_queue(self, name: str) -> Iterator[str]:
         """A POSIX message queue on the host for the duration of the block."""
-        record = journal.current()
-        with record.holding("mqueue", name) as entry:
-            probe.mq_create(name)
-        record.made(entry)
-        try:
+        with journal.current().for_block(
+            "mqueue", name, lambda: probe.mq_create(name), lambda _: probe.mq_remove(name), lambda _: {}
+        ):
             yield name
-        finally:
-            probe.mq_remove(name)
-            record.removed(entry)
 
     @contextmanager
     def shm_file(self, name: str) -> Iterator[str]:
         """A POSIX shared-memory object (a file in the host's /dev/shm) for the duration of the block."""
-        record = journal.current()
-        with record.holding("path", f"/dev/shm/{name}", durable=False) as entry:  # gone with the machine
-            probe.shm_create(name)
-        record.made_path(entry)
-        try:
+        path = f"/dev/shm/{name}"
+        with journal.current().for_block(
+            "path",
+            path,
+            lambda: probe.shm_create(name),
+            lambda _: probe.shm_remove(name),
+            lambda _: journal.path_identity(path),
+            durable=False,  # a memory filesystem: gone with the machine
+        ):
             yield name
-        finally:
-            probe.shm_remove(name)
-            record.removed(entry)
 
     @contextmanager
     def listener(self, address: str, port: int | None = 0, reply: str = "", timeout: float = 5.0) -> Iterator[Listener]:

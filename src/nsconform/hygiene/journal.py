@@ -30,14 +30,15 @@ import json
 import os
 import secrets
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 KINDS = ("process", "container", "mount", "link", "sysv", "mqueue", "path")
 DURABLE = frozenset({"path", "container"})  # what outlives a crash of the machine: their intents are fsync'd
 ROOT_DIRECTORY = Path("/run/nsconform")
+T = TypeVar("T")
 _token = secrets.token_hex(4)
 
 
@@ -63,7 +64,8 @@ class JournalError(RuntimeError):
 
 
 def directory() -> Path:
-    """This user's journal directory, made 0700 if missing, and checked to be the user's own and private."""
+    """This user's journal directory, made 0700 if missing (and made private if it is the user's own but open
+    to others, as a mount point made for another purpose may be); refused if it is not the user's own."""
     if os.geteuid() == 0:
         path = ROOT_DIRECTORY
     elif os.environ.get("XDG_RUNTIME_DIR"):
@@ -73,9 +75,16 @@ def directory() -> Path:
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=True)
     st = path.lstat()
-    if not path.is_dir() or path.is_symlink() or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise JournalError(f"{path}: the journal directory must be a 0700 directory of uid {os.geteuid()}")
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.geteuid():
+        raise JournalError(f"{path}: the journal directory must be a directory of uid {os.geteuid()}, not a link")
+    if st.st_mode & 0o077:
+        path.chmod(0o700)
     return path
+
+
+def path_identity(path: str) -> dict[str, int]:
+    st = os.lstat(path)
+    return {"dev": st.st_dev, "ino": st.st_ino}
 
 
 def read_starttime(pid: int) -> int:
@@ -200,10 +209,31 @@ class Journal:
             self.removed(entry)
             raise
 
+    @contextlib.contextmanager
+    def for_block(
+        self,
+        kind: str,
+        name: str,
+        make: Callable[[], T],
+        remove: Callable[[T], object],
+        identity: Callable[[T], dict[str, Any]],
+        *,
+        durable: bool | None = None,
+        **details: Any,
+    ) -> Iterator[T]:
+        """The object `make()` returns, for the block, journaled throughout; `remove(it)` after the block."""
+        with self.holding(kind, name, durable=durable, **details) as entry:
+            made = make()
+        self.made(entry, **identity(made))
+        try:
+            yield made
+        finally:
+            remove(made)
+            self.removed(entry)
+
     def made_path(self, entry: Entry) -> None:
         """The path `entry` names exists now: its device and inode are its identity."""
-        st = os.lstat(entry.name)
-        self.made(entry, dev=st.st_dev, ino=st.st_ino)
+        self.made(entry, **path_identity(entry.name))
 
     def made_process(self, entry: Entry, pid: int) -> None:
         """Process `pid` is `entry`'s: its start time, read while a pidfd held it, tells it from a later one."""

@@ -10,7 +10,7 @@ import pytest
 
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming
 from nsconform.sandbox.sandbox import Sandbox
 
 if TYPE_CHECKING:  # nsconform.host.veth imports pyroute2 (~0.1 s): only the checks that make a veth load it
@@ -21,8 +21,8 @@ SYSCTL = "net.ipv4.ip_forward"
 
 
 def own_link(name: str) -> bool:
-    """A link the harness itself made (a veth of nsconform.host.veth), not one of the sandbox's own."""
-    return naming.owner_of(name) is not None
+    """A link the harness itself made (the sandbox end of a veth its journal lists), not one of the sandbox's own."""
+    return any(name == entry.details.get("peer") for entry in journal.current().live("link"))
 
 
 def errno_name(e: OSError) -> str:

@@ -20,27 +20,17 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def host_lock(mode: int) -> Iterator[None]:
-    """A reader-writer lock over the host between this run's xdist workers: flock on the tests
-    directory itself (no polling, and no lock file left behind)."""
+@pytest.fixture
+def quiet_host() -> Iterator[None]:
+    """For a test that compares host state before and after it, beyond the journals (the rootless user's
+    processes): no other such test of this run goes on meanwhile. flock on the tests directory itself
+    (no polling, and no lock file left behind)."""
     fd = os.open(Path(__file__).parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, mode)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
-
-
-@pytest.fixture
-def quiet_host() -> Iterator[None]:
-    """For a test whose inner run audits the host: no runtime that changes host-wide state runs meanwhile."""
-    yield from host_lock(fcntl.LOCK_EX)
-
-
-@pytest.fixture
-def host_perturbed() -> Iterator[None]:
-    """For a test that runs a runtime changing host-wide state while it runs (podman's mounts, cgroups)."""
-    yield from host_lock(fcntl.LOCK_SH)
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +85,8 @@ class SuiteRun:
 def run_suite(pytester: pytest.Pytester):
     """run_suite(*pytest_args, runtime=None, plugins=(), audit=False): the suite in-process; returns its report.
 
-    The host audit stays off unless asked for: a test that asks for it must also take `quiet_host`,
-    since other tests of this run change the host meanwhile."""
+    The host audit stays off unless asked for; it judges the inner run's own journal, so other tests
+    changing the host meanwhile do not fail it."""
 
     def run(*args: str, runtime: Any = None, plugins: tuple[object, ...] = (), audit: bool = False) -> SuiteRun:
         report_dir = pytester.path / "reports"

@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal
 from nsconform.namespaces import DEFAULT
 from nsconform.report.results import Result, summarize
 from nsconform.sandbox.attach import AttachRuntime, Target
@@ -69,7 +69,7 @@ def pid_namespace_members(pid: int) -> list[int]:
 def not_others(point: str) -> bool:
     """A mount that is not another run's: parallel runs remove their scratch mount points from the host
     meanwhile, which a target's private copies of them show (as deleted); this run's stay in."""
-    return naming.tag() in point or "nsconform-" not in point
+    return journal.token() in point or "nsconform-" not in point
 
 
 def target_state(pid: int) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def target_state(pid: int) -> dict[str, Any]:
         "sysvipc": nsenter(pid, "--ipc", "cat", "/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"),
         "mountinfo": [line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if not_others(line)],
         # the host's /dev/shm (unshare makes no private one), where parallel tests come and go: only this run's
-        "dev_shm": sorted(name for name in os.listdir(f"/proc/{pid}/root/dev/shm") if name.startswith(naming.tag())),
+        "dev_shm": sorted(name for name in os.listdir(f"/proc/{pid}/root/dev/shm") if journal.token() in name),
         "processes": pid_namespace_members(pid),
         "links": [
             line.split(":")[0].strip() for line in nsenter(pid, "--net", "cat", "/proc/net/dev").splitlines()[2:]

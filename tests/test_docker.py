@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nsconform.hygiene import naming
+from nsconform.host.observe import make_scratch_dir
+from nsconform.hygiene import journal
 from nsconform.inside import probe
 from nsconform.runtimes.bundles import make_rootfs
 from tests.conftest import ROOT
@@ -22,7 +23,6 @@ from tests.test_attach import comparable, target_state
 from tests.test_runtimes import MOUNT_BEHAVIOUR
 
 # dockerd changes host-wide state while it runs (its mounts, cgroups): tests that audit the host wait for it.
-pytestmark = pytest.mark.usefixtures("host_perturbed")
 CHECKS = str(ROOT / "isolation_checks")
 IMAGE = "nsconform-rootfs"
 READY_TIMEOUT = 60.0
@@ -59,7 +59,8 @@ def docker_host() -> Iterator[str]:
     ready once it says so over NOTIFY_SOCKET; the address for DOCKER_HOST. Skips where it cannot start."""
     if shutil.which("dockerd") is None or shutil.which("docker") is None:
         pytest.skip("dockerd or docker not found on PATH (install.sh installs docker.io)")
-    scratch = Path(naming.scratch_dir("docker"))
+    made, entry = make_scratch_dir("docker")
+    scratch = Path(made)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(scratch / "notify"))
     address = f"unix://{scratch}/docker.sock"
@@ -97,6 +98,7 @@ def docker_host() -> Iterator[str]:
     finally:
         notify.close()
         stop(daemon, scratch)
+        journal.current().removed(entry)
         log.close()
 
 

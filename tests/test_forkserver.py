@@ -7,7 +7,7 @@ import signal
 
 import psutil
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal
 from nsconform.sandbox import forkserver
 from nsconform.sandbox.native import NativeRuntime
 from nsconform.sandbox.sandbox import Sandbox, await_exit
@@ -16,11 +16,12 @@ SIX = frozenset({"uts", "pid", "mnt", "ipc", "net", "user"})
 
 
 def tagged_processes() -> list[psutil.Process]:
-    """This process's harness processes: an argument of theirs is exactly its tag."""
+    """This process's harness processes: an argument of theirs carries its token (nsconform.hygiene.naming)."""
+    token = journal.token()
     return [
         p
         for p in psutil.process_iter(["cmdline"])
-        if naming.process_owner(p.info["cmdline"] or []) == os.getpid() and p.pid != os.getpid()
+        if any(token in arg for arg in p.info["cmdline"] or []) and p.pid != os.getpid()
     ]
 
 

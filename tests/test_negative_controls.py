@@ -20,7 +20,7 @@ import pytest
 import nsconform.isolation_checks as isolation_checks
 from nsconform.guarantees import spec_of
 from nsconform.host.observe import Host
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming
 from nsconform.sandbox.native import NativeRuntime
 from tests.conftest import check_node
 from tests.runtime_profiles import hostname_runtime
@@ -53,13 +53,13 @@ def host_sysv_object():
 
 @contextmanager
 def lingerers_killed() -> Iterator[None]:
-    """After the run, kill what the `linger` leak left behind: processes carrying this process's probe tag."""
+    """After the run, kill what the `linger` leak left: processes whose probe tag carries this process's token."""
     try:
         yield
     finally:
-        tag = naming.tag()
+        token = journal.token()
         for proc in psutil.process_iter(["cmdline"]):
-            if tag in (proc.info["cmdline"] or []) and proc.pid != os.getpid():
+            if any(token in arg for arg in proc.info["cmdline"] or []) and proc.pid != os.getpid():
                 with suppress(psutil.Error):
                     proc.kill()
 

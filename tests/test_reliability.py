@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nsconform.hygiene import audit, naming, reaper
-from nsconform.inside import probe
+from nsconform.host.observe import make_scratch_dir
+from nsconform.hygiene import journal, naming
 from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Launch
 from tests.conftest import ROOT
@@ -24,9 +24,11 @@ from tests.conftest import ROOT
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 
 
-def run_pytest(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_pytest(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, audit: bool = False
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*PYTEST, "--nsc-no-host-audit", *args],
+        [*PYTEST, *(() if audit else ("--nsc-no-host-audit",)), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -42,28 +44,21 @@ def outcomes(report_dir: Path) -> dict[str, str]:
     return {r["id"]: r["outcome"] for r in doc["results"]}
 
 
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    proc = subprocess.Popen(["/bin/true"])
-    proc.wait()
-    return proc.pid
-
-
 # -- the audit ----------------------------------------------------------------------------------
 
 
 class LeaveScratchDir:
-    """A plugin that leaves a tagged scratch dir behind, as a buggy fixture would."""
+    """A plugin that makes a journaled scratch dir and skips its cleanup, as a buggy fixture would."""
 
     def __init__(self) -> None:
         self.path = ""
 
     def pytest_runtest_setup(self) -> None:
-        self.path = self.path or naming.scratch_dir("forgotten")
+        self.path = self.path or make_scratch_dir("forgotten")[0]
 
 
 def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:
-    """What a session leaves on the host fails it and is listed in the report."""
+    """What the run's journal lists as made and not removed fails it, and is named in the report."""
     leaver = LeaveScratchDir()
     try:
         run = run_suite(
@@ -76,98 +71,26 @@ def test_audit_fails_a_session_that_leaves_a_trace(run_suite) -> None:
     finally:
         os.rmdir(leaver.path)
     assert run.ret == pytest.ExitCode.TESTS_FAILED
-    assert Path(leaver.path).name in run.report["host_audit"]["traces"]["scratch"]["added"]
-    assert "the session changed the host" in run.output
+    assert [line for line in run.report["host_audit"]["left"] if f"path {leaver.path} " in line], run.output
+    assert "nsconform host audit: this run left on the host" in run.output
+    assert leaver.path in run.output
 
 
-def test_audit_is_clean_after_a_full_sound_run(run_suite, quiet_host) -> None:
-    """The native runtime's whole default matrix leaves the host exactly as it found it."""
+def test_audit_is_clean_after_a_full_sound_run(run_suite) -> None:
+    """The native runtime's whole default matrix leaves nothing its journals list, whatever other tests of
+    this run change on the host meanwhile."""
     run = run_suite(str(ROOT / "isolation_checks"), audit=True)
     assert run.ret == pytest.ExitCode.OK, run.output
-    assert run.report["host_audit"]["traces"] == {}
+    assert run.report["host_audit"]["left"] == []
 
 
 def test_no_host_audit_option_turns_it_off(run_suite) -> None:
     run = run_suite("--nsc-namespaces", "uts", "--nsc-no-host-audit", f"{ROOT}/isolation_checks/uts.py")
     assert run.report["host_audit"]["checked"] is False
-    assert "traces" not in run.report["host_audit"]
+    assert "left" not in run.report["host_audit"]
 
 
-# -- the reaper ---------------------------------------------------------------------------------
-
-
-def test_reaper_removes_only_what_dead_owners_left(tmp_path: Path) -> None:
-    """Objects named after a dead owner are removed; the same objects of a live owner stay."""
-    # 1. make one object of each kind for a dead owner and one scratch dir for this live process
-    # 2. reap; 3. EXPECT the dead owner's gone and ours in place
-    dead = dead_pid()
-    dead_tag = f"{naming.PREFIX}-gw9-{dead}"
-    scratch = Path("/tmp", f"{dead_tag}-scratch-x")
-    scratch.mkdir(mode=0o700)
-    (scratch / "inner").mkdir()
-    probe.libc().mount(b"tmpfs", str(scratch / "inner").encode(), b"tmpfs", 0, None)
-    shm = Path("/dev/shm", f"{dead_tag}-shm")
-    shm.write_text("")
-    key = naming.IPC_KEY_TAG << 24 | (dead & 0x3FFFFF) << 2
-    ident = probe.ipc_create("shm", key)
-    sleeper = subprocess.Popen(
-        ["/usr/bin/python3", "-I", "-S", "-c", "import sys; sys.stdin.read()", dead_tag], stdin=subprocess.PIPE
-    )
-    live = naming.scratch_dir("live")
-    try:
-        reaped = reaper.reap()
-        assert sleeper.wait(timeout=10) == -signal.SIGKILL
-        assert not scratch.exists() and not shm.exists()
-        assert key not in {k for k, _ in probe.sysvipc()["shm"]}
-        assert Path(live).is_dir()
-        assert not any(str(scratch) in row[2] for row in probe.mountinfo())
-        assert len(reaped) >= 5, reaped
-    finally:
-        os.rmdir(live)
-        if sleeper.poll() is None:
-            sleeper.kill()
-        sleeper.wait()
-        if key in {k for k, _ in probe.sysvipc()["shm"]}:
-            probe.ipc_remove("shm", ident)
-
-
-def test_sigkill_mid_run_then_rerun_leaves_the_host_as_before(tmp_path: Path, quiet_host) -> None:
-    """A run SIGKILLed while its sandboxes live leaves nothing that the next run does not reap."""
-    # 1. snapshot; 2. start a run whose first check hangs, learn from a FIFO that a sandbox lives
-    # 3. SIGKILL the whole run (controller and workers); 4. run again; 5. EXPECT the snapshot unchanged
-    before = audit.snapshot()
-    fifo = tmp_path / "killpoint"
-    os.mkfifo(fifo)
-    run = subprocess.Popen(
-        [
-            *PYTEST,
-            "-p",
-            "tests.killpoint",
-            "-n",
-            "2",
-            "--nsc-namespaces",
-            "uts,pid,ipc,mnt",
-            "--nsc-report-dir",
-            str(tmp_path / "killed"),
-        ],
-        cwd=ROOT,
-        start_new_session=True,
-        env={**os.environ, "NSCONFORM_KILLPOINT": str(fifo)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with open(fifo) as announcements:
-            _, sandbox_pid = map(int, announcements.readline().split())
-        assert psutil.pid_exists(sandbox_pid)
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
-    rerun = run_pytest("--nsc-namespaces", "uts", "--nsc-report-dir", str(tmp_path / "rerun"))
-    assert rerun.returncode == 0, rerun.stdout[-3000:]
-    assert not psutil.pid_exists(sandbox_pid) or psutil.Process(sandbox_pid).status() == psutil.STATUS_ZOMBIE
-    traces, _ = audit.split_runtime_findings(audit.difference(before, audit.snapshot()))
-    assert traces == {}
+# -- kill safety -------------------------------------------------------------------------------
 
 
 def test_a_killed_worker_does_not_leave_its_sandbox(tmp_path: Path) -> None:
@@ -228,7 +151,8 @@ class ScriptRuntime:
         return combination
 
     def launch(self, combination: frozenset[str]) -> Launch:
-        return Launch(argv=["/bin/sh", "-c", self.script, naming.tag()], code="", claimed=combination)
+        tag = naming.unique("probe")
+        return Launch(argv=["/bin/sh", "-c", self.script, tag], code="", claimed=combination, name=tag)
 
 
 HOSTILE = {
@@ -250,7 +174,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("behaviour", sorted(HOSTILE))
-def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite, quiet_host) -> None:
+def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite) -> None:
     """A sandbox that hangs, dies or talks garbage yields `error` results with the reason, and the run goes on."""
     script, reason = HOSTILE[behaviour]
     timeout = "1" if "within 1 s" in reason else "10"  # the hanging ones time out; the rest must not
@@ -268,7 +192,7 @@ def test_hostile_sandbox_gives_errors_not_verdicts(behaviour: str, run_suite, qu
     assert results and {r["outcome"] for r in results} == {"error"}, run.output
     assert all(re.search(reason, r["reason"]) for r in results), [r["reason"] for r in results]
     assert run.verdicts()["uts"] == "error"
-    assert run.report["host_audit"]["traces"] == {}
+    assert run.report["host_audit"]["left"] == []
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -310,10 +234,14 @@ def test_serial_and_parallel_runs_agree(tmp_path: Path) -> None:
 
 
 def test_scratch_dirs_are_private_and_unpredictable() -> None:
-    a, b = naming.scratch_dir("t"), naming.scratch_dir("t")
+    """Journaled before they are made, 0700, named with the run's id and the process's token."""
+    record = journal.current()
+    (a, first), (b, second) = make_scratch_dir("t"), make_scratch_dir("t")
     try:
         assert os.stat(a).st_mode & 0o777 == 0o700
-        assert a != b and Path(a).name.startswith(naming.tag())
+        assert a != b and f"{record.run}-{journal.token()}" in Path(a).name
+        assert first.identity == {"dev": os.stat(a).st_dev, "ino": os.stat(a).st_ino}
     finally:
-        os.rmdir(a)
-        os.rmdir(b)
+        for path, entry in ((a, first), (b, second)):
+            os.rmdir(path)
+            record.removed(entry)

@@ -10,13 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal
 from nsconform.runtimes.runtime import PROFILES_DIR, resolve
 from nsconform.sandbox.sandbox import Sandbox, pid_in_namespace
 from tests.conftest import ROOT, SuiteRun
-
-# podman and runc change host-wide state while they run: tests that audit the host wait for them.
-pytestmark = pytest.mark.usefixtures("host_perturbed")
 
 # Each bundled runtime with the combinations its test builds (a matrix or bundle: each namespace alone, none, all).
 RUNS = {
@@ -65,15 +62,15 @@ def require(name: str) -> None:
 
 
 def leftovers() -> list[str]:
-    """What this process's runs left on the host: scratch dirs, mounts, containers."""
-    tag = naming.tag()
-    found = [str(p) for p in Path(tempfile.gettempdir()).glob(f"{tag}-*")]
+    """What this process's runs left on the host: scratch dirs, mounts, containers (their names carry its token)."""
+    tag = journal.token()
+    found = [str(p) for p in Path(tempfile.gettempdir()).glob(f"nsconform-*-{tag}-*")]
     with open("/proc/self/mountinfo") as f:
         found += [line.split()[4] for line in f if tag in line]
     for name, argv in CONTAINER_LISTS.items():
         if resolve(name, ROOT).unavailable() is None:
             listed = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.split()
-            found += [f"{name} container {c}" for c in listed if c.startswith(tag)]
+            found += [f"{name} container {c}" for c in listed if tag in c]
     return found
 
 

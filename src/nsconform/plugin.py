@@ -18,6 +18,7 @@ import pytest
 
 from nsconform import collector
 from nsconform.guarantees import VERDICT, Guarantee, spec_of
+from nsconform.hygiene import journal
 from nsconform.hygiene.hostguard import AUDIT, HostGuard
 from nsconform.locations import checks_dir
 from nsconform.namespaces import Combination, combo_id
@@ -31,6 +32,7 @@ from nsconform.settings import SETTINGS, Settings, add_options, from_config, roo
 
 UNCHECKED = "nsconform_unchecked"
 HARDENING_SEEN = pytest.StashKey[list[list[str]]]()  # the combinations whose sandbox's hardening was recorded
+JOURNAL = pytest.StashKey[journal.Journal]()
 pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers")
 
 
@@ -56,9 +58,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = from_config(config)
     config.stash[HARDENING_SEEN] = []
     config.pluginmanager.register(Recorder(config), "nsconform-recorder")
-    if not hasattr(config, "workerinput"):  # the controller, or the only process of a serial run
-        guard = HostGuard(config, check=not config.option.nsc_no_host_audit)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker journals for its controller's run
+        config.stash[JOURNAL] = journal.begin(workerinput["nsconform_run"], workerinput["workerid"])
+    else:  # the controller, or the only process of a serial run
+        try:
+            journal.directory()
+        except (OSError, journal.JournalError) as e:
+            raise pytest.UsageError(f"nsconform's journal directory: {e}") from None
+        config.stash[JOURNAL] = journal.begin(journal.new_run(), "controller")
+        guard = HostGuard(config, config.stash[JOURNAL].run, check=not config.option.nsc_no_host_audit)
         config.pluginmanager.register(guard, "nsconform-hostguard")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Each xdist worker journals under its controller's run id (nsconform.hygiene.journal)."""
+    node.workerinput["nsconform_run"] = node.config.stash[JOURNAL].run
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if JOURNAL in config.stash:
+        journal.end(config.stash[JOURNAL])
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:

@@ -11,18 +11,19 @@ directory a runtime with a root of its own binds at the same path inside: a prof
   held    a tmpfs on the dir, for a sandbox to unmount its own copy of.
 
 Host-side mounts use the probe's ctypes calls (never a shell), only ever under these scratch
-dirs, and are unmounted and removed when their block ends, also when a check fails.
+dirs, are journaled (nsconform.hygiene.journal) before they are made, and are unmounted and removed
+when their block ends, also when a check fails.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from nsconform.host.observe import scratch_dir, volume
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming, objects
 from nsconform.inside import probe
 
 
@@ -67,22 +68,31 @@ def scratch_mounts() -> Iterator[MountScratch]:
 @contextmanager
 def bound_on_itself(path: str) -> Iterator[str]:
     """`path` bind-mounted on itself (so that its propagation can be set) for the block."""
-    probe.mount(path, path, None, probe.MS_BIND)
-    try:
+    with journaled_mount(path, None, lambda: probe.mount(path, path, None, probe.MS_BIND)):
         yield path
-    finally:
-        probe.unmount(path, detach=True)  # with whatever is mounted below it
+
+
+@contextmanager
+def journaled_mount(target: str, source: str | None, mount: Callable[[], None]) -> Iterator[None]:
+    """`mount()` makes a mount on `target` (of `source`, if it names it) for the block, journaled; detached after
+    with whatever is mounted below it."""
+    with journal.current().for_block(
+        "mount",
+        target,
+        mount,
+        lambda _: probe.unmount(target, detach=True),
+        lambda _: {"mount_id": objects.mount_id(target)},
+        source=source,
+    ):
+        yield
 
 
 @contextmanager
 def tmpfs_on(target: str) -> Iterator[str]:
     """A tmpfs with a fresh source name on directory `target` for the block; yields the source name."""
     source = naming.unique("tmpfs")
-    probe.mount_tmpfs(target, source)
-    try:
+    with journaled_mount(target, source, lambda: probe.mount_tmpfs(target, source)):
         yield source
-    finally:
-        probe.unmount(target, detach=True)
 
 
 @contextmanager

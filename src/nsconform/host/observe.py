@@ -1,8 +1,9 @@
 """The host's side of every comparison: the probe's own observations, taken in the harness's namespaces.
 
 Only observations run directly. What a check must create on the host (only ever to show an
-isolated namespace hides it) goes through a context manager that removes it again, and
-carries a name from nsconform.hygiene.naming so that a killed run's leftover can be reaped.
+isolated namespace hides it) goes through a context manager that removes it again, is recorded in
+the process's journal before it is made (nsconform.hygiene.journal), so that a killed run's
+leftover is reaped, and carries a name from nsconform.hygiene.naming.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming, objects
 from nsconform.inside import probe
 
 OBSERVATIONS = frozenset(
@@ -45,7 +46,7 @@ def volume() -> Iterator[str]:
     """The worker's volume for the block: a directory (0711) under the temp dir that every scratch dir of a
     check goes under, so that a runtime with a root of its own can bind it at the same path inside
     (a profile's {volume}) and the check's paths mean the same on both sides."""
-    path = naming.scratch_dir("volume")
+    path, entry = make_scratch_dir("volume")
     os.chmod(path, 0o711)
     _volumes.append(path)
     try:
@@ -53,6 +54,7 @@ def volume() -> Iterator[str]:
     finally:
         _volumes.remove(path)
         shutil.rmtree(path)
+        journal.current().removed(entry)
 
 
 def current_volume() -> str | None:
@@ -75,7 +77,7 @@ def scratch_dir(kind: str, *, owner: tuple[int, int] | None = None, mode: int = 
     Removed with everything in it when the block ends. Root inside a sandbox may map to a host
     uid that needs `owner` (to write here) or a mode with search permission (to reach a path below).
     """
-    path = naming.scratch_dir(kind, current_volume())
+    path, entry = make_scratch_dir(kind, current_volume())
     try:
         if owner is not None:
             os.chown(path, *owner)
@@ -83,6 +85,18 @@ def scratch_dir(kind: str, *, owner: tuple[int, int] | None = None, mode: int = 
         yield path
     finally:
         shutil.rmtree(path)
+        journal.current().removed(entry)
+
+
+def make_scratch_dir(kind: str, parent: str | None = None) -> tuple[str, journal.Entry]:
+    """A new 0700 directory with an unpredictable name under `parent` (by default the temp dir), journaled; the
+    caller removes it and records that (`journal.current().removed(entry)`)."""
+    record = journal.current()
+    path = naming.scratch_path(kind, parent)
+    with record.holding("path", path) as entry:
+        os.mkdir(path, 0o700)
+    record.made_path(entry)
+    return path, entry
 
 
 @dataclass
@@ -123,29 +137,38 @@ class Host:
     @contextmanager
     def ipc_object(self, kind: str, key: int) -> Iterator[int]:
         """A SysV object on the host for the duration of the block."""
-        ident = probe.ipc_create(kind, key)
-        try:
+        with journal.current().for_block(
+            "sysv",
+            f"{kind} {key:#x}",
+            lambda: probe.ipc_create(kind, key),
+            lambda ident: probe.ipc_remove(kind, ident),
+            lambda ident: {"id": ident, "cpid": objects.creator(kind, key, ident)},
+            ipc=kind,
+            key=key,
+        ) as ident:
             yield ident
-        finally:
-            probe.ipc_remove(kind, ident)
 
     @contextmanager
     def message_queue(self, name: str) -> Iterator[str]:
         """A POSIX message queue on the host for the duration of the block."""
-        probe.mq_create(name)
-        try:
+        with journal.current().for_block(
+            "mqueue", name, lambda: probe.mq_create(name), lambda _: probe.mq_remove(name), lambda _: {}
+        ):
             yield name
-        finally:
-            probe.mq_remove(name)
 
     @contextmanager
     def shm_file(self, name: str) -> Iterator[str]:
         """A POSIX shared-memory object (a file in the host's /dev/shm) for the duration of the block."""
-        probe.shm_create(name)
-        try:
+        path = f"/dev/shm/{name}"
+        with journal.current().for_block(
+            "path",
+            path,
+            lambda: probe.shm_create(name),
+            lambda _: probe.shm_remove(name),
+            lambda _: journal.path_identity(path),
+            durable=False,  # a memory filesystem: gone with the machine
+        ):
             yield name
-        finally:
-            probe.shm_remove(name)
 
     @contextmanager
     def listener(self, address: str, port: int | None = 0, reply: str = "", timeout: float = 5.0) -> Iterator[Listener]:

@@ -1,7 +1,8 @@
 """Connectivity on demand: a veth pair from the host into a sandbox's network namespace (pyroute2).
 
-Names: both ends get a name of nsconform.hygiene.naming.link_name(), `nsc<owner pid, hex>-<serial, hex>`
-(15 bytes at most, IFNAMSIZ), so that fixtures.reaper deletes a killed run's host ends.
+Names: both ends get a name of nsconform.hygiene.naming.link_name() (15 bytes at most, IFNAMSIZ), and the
+pair is journaled (nsconform.hygiene.journal) before it is made, so that the reaper deletes the host end a
+killed run left, by its name and ifindex.
 
 Addresses: each pair gets its own /30 of 198.18.0.0/15 (RFC 2544's benchmarking range, used for
 nothing else on the machine), the host's end .1, the sandbox's .2. The /30 follows from the host
@@ -35,7 +36,7 @@ from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming
 from nsconform.inside import probe
 from nsconform.sandbox.sandbox import Sandbox, SandboxError
 
@@ -174,24 +175,27 @@ def veth_of(sandbox: Sandbox) -> Veth:
     """The veth pair between the host and `sandbox`: made on the first request, removed when the sandbox closes."""
     pair = PAIRS.get(sandbox)
     if pair is None:
-        host_name = naming.link_name()
-        sandbox.at_close(lambda: remove_if_present(host_name))
-        pair = PAIRS[sandbox] = create(sandbox, host_name, naming.link_name())
+        record = journal.current()
+        host_name, peer_name = naming.link_name(), naming.link_name()
+        entry = record.record("link", host_name, peer=peer_name)
+        sandbox.at_close(lambda: remove_if_present(entry, record))
+        pair = PAIRS[sandbox] = create(sandbox, host_name, peer_name)
+        record.made(entry, ifindex=pair.host_index)
     return pair
 
 
-def remove_if_present(name: str) -> None:
-    """Delete the host's link `name` unless the kernel did already (with the namespace of the pair's other end).
-
-    By name: its ifindex may be another link's by now."""
+def remove_if_present(entry: journal.Entry, record: journal.Journal) -> None:
+    """Delete the host's link of `entry` unless the kernel did already (with the namespace of the pair's other
+    end); by name and ifindex, when both are still the pair's."""
     try:
-        socket.if_nametoindex(name)
+        index = socket.if_nametoindex(entry.name)
     except OSError:
-        return
-    with IPRoute() as ipr:
-        for index in ipr.link_lookup(ifname=name):
+        index = None
+    if index is not None and (entry.identity is None or entry.identity["ifindex"] == index):
+        with IPRoute() as ipr:
             try:
                 ipr.link("del", index=index)
             except NetlinkError as e:
                 if e.code != ENODEV:  # gone meanwhile, with its namespace: what we wanted
                     raise
+    record.removed(entry)

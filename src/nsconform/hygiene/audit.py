@@ -1,8 +1,12 @@
-"""Host-state audit: what the host looks like before and after a session, and what changed.
+"""The host audit of one run: what its journals say it made and did not remove, and what else changed.
 
-Everything a run could leave behind is listed as a set of short strings per aspect; the
-difference between two snapshots is the run's trace. Objects that carry the tag of another live
-run (nsconform.hygiene.naming) are left out, so that concurrent runs do not blame each other.
+- `left`: each object this run's journals (the controller's, its workers', its helpers') list as
+  made and not removed, still on the host as recorded: the run fails for it, and it is named.
+- `runtime_left`: what appeared on the host during the run and carries the run's id without being
+  in its journals: made by a runtime for the run (a container's cgroup, a state directory).
+  Reported, not failed: it is the runtime's finding.
+- `changed_meanwhile`: every other difference between the host before and after the run: another
+  process's doing as far as this run's journals know. Reported, not failed.
 """
 
 from __future__ import annotations
@@ -10,13 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import psutil
-
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, objects
 from nsconform.inside import probe
 
 Snapshot = dict[str, set[str]]
+Changes = dict[str, dict[str, list[str]]]
 SYSCTLS = (
     "kernel/hostname",
     "kernel/domainname",
@@ -25,27 +29,22 @@ SYSCTLS = (
     "net/ipv4/ping_group_range",
     "user/max_user_namespaces",
 )
-# What a runtime of a profile may leave by itself: reported as its finding, not the harness's fault.
-RUNTIME_ASPECTS = ("cgroups", "run_mounts", "netns")
 
 
 def snapshot() -> Snapshot:
+    """The host as a set of short strings per aspect, for what changed during a run."""
     uts = probe.uts()
     mounts = {f"{row[2]} {row[3]} {row[4]}" for row in probe.mountinfo()}
     return {
         "uts": {f"hostname={uts['hostname']}", f"domainname={uts['domainname']}"},
-        "mounts": {m for m in mounts if not m.startswith("/run/")},
-        "run_mounts": {m for m in mounts if m.startswith("/run/")},
-        "sysvipc": {
-            f"{kind} {naming.describe_ipc_key(key)}" for kind, rows in probe.sysvipc().items() for key, _ in rows
-        },
+        "mounts": mounts,
+        "sysvipc": {f"{kind} key={key:#x}" for kind, rows in probe.sysvipc().items() for key, _ in rows},
         "dev_shm": set(listing("/dev/shm")),
         "dev_mqueue": set(listing("/dev/mqueue")),
         "netns": set(listing("/run/netns")),
+        "tmp": set(listing("/tmp")),
         "sysctls": {f"{name}={read(Path('/proc/sys', name))}" for name in SYSCTLS},
         "cgroups": set(cgroup_dirs()),
-        "processes": set(tagged_processes()),
-        "scratch": {p for p in listing("/tmp") if naming.owner_of(p) is not None},
         **network(),
     }
 
@@ -71,14 +70,6 @@ def cgroup_dirs() -> Iterator[str]:
             yield str(Path(top, name).relative_to(root))
 
 
-def tagged_processes() -> Iterator[str]:
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        argv = proc.info["cmdline"] or []
-        owner = naming.process_owner(argv)
-        if owner is not None:
-            yield f"{proc.pid} {naming.PREFIX}-main-{owner} {' '.join(argv)[:80]}"
-
-
 def network() -> Snapshot:
     from pyroute2 import IPRoute
 
@@ -96,24 +87,49 @@ def network() -> Snapshot:
     return {"links": {f"{i} {name}" for i, name in links.items()}, "addresses": addresses, "routes": routes}
 
 
-def difference(before: Snapshot, after: Snapshot) -> dict[str, dict[str, list[str]]]:
-    """Per aspect, what appeared and what vanished, leaving out the doings of other runs.
-
-    An object another live process owns appeared by its doing; a harness object that existed
-    before this session began and is gone now was another run's, removed by that run.
-    """
+def difference(before: Snapshot, after: Snapshot) -> Changes:
+    """Per aspect, what appeared and what vanished."""
     changes = {}
     for aspect in sorted(set(before) | set(after)):
         old, new = before.get(aspect, set()), after.get(aspect, set())
-        added = sorted(x for x in new - old if not naming.foreign(x))
-        removed = sorted(x for x in old - new if naming.owner_of(x) in (None, os.getpid()))
-        if added or removed:
-            changes[aspect] = {"added": added, "removed": removed}
+        if old != new:
+            changes[aspect] = {"added": sorted(new - old), "removed": sorted(old - new)}
     return changes
 
 
-def split_runtime_findings(changes: dict[str, dict[str, list[str]]]) -> tuple[dict, dict]:
-    """(the harness's traces, the runtime's own leftovers) for a run against a profile's runtime."""
-    runtime = {k: v for k, v in changes.items() if k in RUNTIME_ASPECTS}
-    harness = {k: v for k, v in changes.items() if k not in RUNTIME_ASPECTS}
-    return harness, runtime
+def left_by(written: list[journal.Written]) -> tuple[list[str], list[str]]:
+    """What these journals list as made, not removed and still there; and what could not be judged."""
+    left, problems = [], []
+    for one in written:
+        owner = objects.Owner.of(one.header)
+        for entry in one.left:
+            try:
+                if objects.present(entry, owner):
+                    left.append(f"{objects.describe(entry)} (process {owner.pid}, {one.header['role']})")
+            except objects.Unverifiable as e:
+                problems.append(f"{objects.describe(entry)}: {e}")
+    return left, problems
+
+
+def split(changes: Changes, run: str, journaled: set[str]) -> tuple[Changes, Changes]:
+    """(what carries the run's id, not being a journaled object: a runtime's leftovers for the run, every
+    other change)."""
+    runtime: Changes = {}
+    other: Changes = {}
+    for aspect, diff in changes.items():
+        for sign, entries in diff.items():
+            for entry in entries:
+                if any(name in entry for name in journaled):
+                    continue  # the harness's own object: judged by its journal
+                target = runtime if run in entry else other
+                target.setdefault(aspect, {"added": [], "removed": []})[sign].append(entry)
+    return runtime, other
+
+
+def judge(run: str, before: Snapshot) -> dict[str, Any]:
+    """The audit of run `run`, whose host looked like `before` when it began."""
+    written, unreadable = journal.of_run(run)
+    left, unjudged = left_by(written)
+    journaled = {os.path.basename(entry.name) for one in written for entry in one.entries if entry.name}
+    runtime, meanwhile = split(difference(before, snapshot()), run, journaled)
+    return {"left": left, "runtime_left": runtime, "changed_meanwhile": meanwhile, "unjudged": unreadable + unjudged}

@@ -1,97 +1,54 @@
-"""Reaps what a killed run left behind: everything named after an owner process that is gone.
+"""Reaps what dead harness processes left: exactly the objects their journals list, nothing else.
 
-Runs once per session, in the controller, before any check runs. It only touches objects whose
-name carries a tag of nsconform.hygiene.naming with a dead owner, so it never disturbs a run in progress.
+Runs once per session, in the controller, before any check runs. A journal whose lock is free
+belongs to a process that is gone (nsconform.hygiene.journal); each object it lists and did not
+record removed is looked up as recorded (nsconform.hygiene.objects) and removed only if it is still
+that object. A journal that cannot be read, or lists an object that cannot be told for its own,
+is reported and left alone. A journal whose process lives (another run's, or a live worker of a
+killed controller) is never touched.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import tempfile
-from pathlib import Path
+from nsconform.hygiene import journal, objects
+from nsconform.hygiene.journal import Entry, Written
 
-import psutil
-
-from nsconform.hygiene import naming
-from nsconform.inside import probe
-
-MNT_DETACH = 2
+ORDER = {kind: i for i, kind in enumerate(journal.KINDS)}  # processes first, the paths they used last
 
 
 def reap() -> list[str]:
-    """Remove every abandoned harness object; returns a line per object removed."""
+    """Remove what every abandoned journal lists; a line per object removed or left alone."""
     done: list[str] = []
-    done += reap_processes()
-    done += reap_mounts()
-    done += reap_paths()
-    done += reap_sysv()
-    done += reap_links()
+    for path in journal.files():
+        try:
+            with journal.abandoned(path) as written:
+                if written is not None:
+                    done += reap_journal(written)
+        except (OSError, journal.JournalError) as e:
+            done.append(f"left alone: journal {path}: {e}")
     return done
 
 
-def reap_processes() -> list[str]:
-    done = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        argv = proc.info["cmdline"] or []
-        owner = naming.process_owner(argv)
-        if owner is not None and proc.pid != os.getpid() and not naming.owner_alive(owner):
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(signal.SIGKILL)
-                done.append(f"process {proc.pid}: {' '.join(argv)[:120]}")
-    return done
+def removal_order(entry: Entry) -> tuple[int, int]:
+    return ORDER[entry.kind], -len(entry.name)  # deepest mount points and paths first
 
 
-def reap_mounts() -> list[str]:
-    """Unmount abandoned mount points, deepest first."""
-    done = []
-    points = [row[2] for row in probe.mountinfo() if naming.abandoned(row[2])]
-    for point in sorted(points, key=len, reverse=True):
-        raw = point.encode()
-        if probe.libc().umount2(raw, MNT_DETACH) == 0:
-            done.append(f"mount {point}")
-    return done
-
-
-def reap_paths() -> list[str]:
-    """Scratch dirs in the temp dir and POSIX shm objects in /dev/shm."""
-    done = []
-    for parent in (Path(tempfile.gettempdir()), Path("/dev/shm"), Path("/dev/mqueue")):
-        with contextlib.suppress(OSError):
-            for path in parent.iterdir():
-                if naming.abandoned(path.name):
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        path.unlink(missing_ok=True)
-                    done.append(f"path {path}")
-    return done
-
-
-def reap_sysv() -> list[str]:
-    done = []
-    for kind, objects in probe.sysvipc().items():
-        for key, ident in objects:
-            owner = naming.ipc_key_owner(key)
-            if owner is not None and not naming.owner_alive(owner):
-                with contextlib.suppress(OSError):
-                    probe.ipc_remove(kind, ident)
-                    done.append(f"sysv {kind} key {key:#x}")
-    return done
-
-
-def reap_links() -> list[str]:
-    """Host ends of veth pairs (their peers went with their sandboxes' namespaces)."""
-    from pyroute2 import IPRoute, NetlinkError
-
-    done = []
-    with IPRoute() as ipr:
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME")
-            if name and naming.abandoned(name):
-                with contextlib.suppress(NetlinkError):
-                    ipr.link("del", index=link["index"])
-                    done.append(f"link {name}")
+def reap_journal(written: Written) -> list[str]:
+    """Reap one abandoned journal (its lock held); it is unlinked once nothing it lists is left."""
+    owner = objects.Owner.of(written.header)
+    done, kept = [], []
+    for entry in sorted(written.left, key=removal_order):
+        what = objects.describe(entry)
+        try:
+            if objects.present(entry, owner):
+                objects.remove(entry, owner)
+                done.append(f"removed {what} (process {owner.pid}, run {written.header['run']})")
+        except objects.Unverifiable as e:
+            done.append(f"left alone: {what}: {e}")
+            kept.append(entry)
+        except OSError as e:
+            done.append(f"could not remove {what}: {e}")
+            kept.append(entry)
+    if not kept:
+        written.path.unlink()
     return done

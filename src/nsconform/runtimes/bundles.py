@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsconform.hygiene import journal
 from nsconform.namespaces import Combination
 from nsconform.sandbox.native import SUBORDINATE_RANGE
 
@@ -153,8 +154,9 @@ def capabilities() -> list[str]:
     return [f"CAP_{name}" for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1]
 
 
-def remove_scratch(path: Path) -> None:
-    """Remove a scratch dir, unless something is mounted under it on the host (then removing would reach in)."""
+def remove_scratch(path: Path, entry: journal.Entry, record: journal.Journal) -> None:
+    """Remove a journaled scratch dir, unless something is mounted under it on the host (then removing would
+    reach in: it is left, journaled, for the audit to name)."""
     prefix = str(path).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         mounted = [line.split()[4] for line in f if (line.split()[4] + "/").startswith(prefix)]
@@ -162,3 +164,4 @@ def remove_scratch(path: Path) -> None:
         raise RuntimeError(f"not removing {path}: the host has mounts under it: {', '.join(mounted[:5])}")
     if os.path.lexists(path):
         shutil.rmtree(path)
+    record.removed(entry)

@@ -7,14 +7,14 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import Protocol
 
-from nsconform.host.observe import current_volume
-from nsconform.hygiene import naming
+from nsconform.host.observe import current_volume, make_scratch_dir
+from nsconform.hygiene import journal, naming
+from nsconform.hygiene.objects import CLEANUP_TIMEOUT, clean_container
 from nsconform.inside import code, probe_command
 from nsconform.namespaces import Combination, combo_id
 from nsconform.runtimes.bundles import BundleSpec, make_rootfs, remove_scratch, write_oci_bundle
@@ -24,7 +24,6 @@ from nsconform.sandbox.native import NativeRuntime
 from nsconform.sandbox.sandbox import Launch, SandboxError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "bundled"
-CLEANUP_TIMEOUT = 60.0
 
 
 class Runtime(Protocol):
@@ -124,19 +123,22 @@ class ProfileRuntime:
                 f"runtime {self.name} cannot build {combo_id(claimed)}: asked for it, it builds "
                 f"{combo_id(self.buildable(claimed))}"
             )
-        probe = probe_command(naming.tag())
+        tag = naming.unique("probe")
+        probe = probe_command(tag)
         values = {"{id}": naming.unique("ct")}
         cleanup: list = []
+        record = journal.current()
         try:
             volume = current_volume()
             if volume is None and self.spec.uses("{volume}"):  # made outside a session: an empty one of its own
-                volume = naming.scratch_dir("volume")
-                cleanup.append(partial(remove_scratch, Path(volume)))
+                volume, volume_entry = make_scratch_dir("volume")
+                cleanup.append(partial(remove_scratch, Path(volume), volume_entry, record))
                 os.chmod(volume, 0o711)
             values["{volume}"] = volume or ""
             if self.spec.bundle:
-                scratch = Path(naming.scratch_dir("bundle"))
-                cleanup.append(partial(remove_scratch, scratch))
+                path, entry = make_scratch_dir("bundle")
+                scratch = Path(path)
+                cleanup.append(partial(remove_scratch, scratch, entry, record))
                 scratch.chmod(0o711)  # root inside may be an unprivileged host uid that must reach rootfs/
                 values |= {"{bundle}": str(scratch), "{rootfs}": str(scratch / "rootfs")}
                 if self.spec.bundle == "oci":
@@ -147,15 +149,17 @@ class ProfileRuntime:
             for step in reversed(cleanup):
                 step()
             raise SandboxError(f"runtime {self.name}: cannot make its bundle: {e}") from None
-        if self.spec.cleanup:
-            cleanup.append(partial(run_quietly, fill(self.spec.cleanup, values)))
+        if self.spec.cleanup:  # the container the runtime makes by the id it is given: journaled by that id
+            remover = fill(self.spec.cleanup, values)
+            container = record.record("container", values["{id}"], cleanup=remover)
+            cleanup.append(partial(remove_container, container, record))
         if self.spec.matrix is not None:
             argv = fill(self.spec.matrix.argv(claimed), values) + probe
         elif self.spec.bundle == "oci":
             argv = fill(self.spec.command or (), values)  # the probe command is the bundle's process.args
         else:
             argv = fill(self.spec.command or (), values) + probe
-        return Launch(argv=argv, code=probe_code(), claimed=claimed, cleanup=cleanup)
+        return Launch(argv=argv, code=probe_code(), claimed=claimed, cleanup=cleanup, name=tag)
 
     def bundle_spec(self, values: dict[str, str]) -> BundleSpec:
         """What the profile's [oci] adds to the generated bundle, its placeholders filled."""
@@ -210,18 +214,10 @@ def fill(args: tuple[str, ...] | list[str], values: dict[str, str]) -> list[str]
     return filled
 
 
-def run_quietly(argv: list[str]) -> None:
-    """A profile's cleanup command: run to its end; that it found nothing left is no error."""
-    with suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=CLEANUP_TIMEOUT,
-            check=False,
-            cwd="/",
-        )
+def remove_container(entry: journal.Entry, record: journal.Journal) -> None:
+    """A profile's cleanup command for the sandbox's container, and the empty cgroups named by its id."""
+    clean_container(entry)
+    record.removed(entry)
 
 
 def always_isolated(runtime: Runtime) -> frozenset[str]:

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from nsconform.hygiene import naming
+from nsconform.hygiene.journal import read_starttime
 from nsconform.inside import code, probe_command
 from nsconform.inside.probe import ns_inodes
 from nsconform.namespaces import Combination, combo_id
@@ -77,12 +78,6 @@ class Target:
         return f"the target process {self.pid} has exited (its pid now names another process)"
 
 
-def read_starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat (nsconform.inside.joiner.starttime reads the same inside)."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[19])
-
-
 @dataclass(frozen=True)
 class AttachRuntime:
     """The namespaces of a running process `target`; `base` the --nsc-runtime profile that says what it claims."""
@@ -138,5 +133,6 @@ class AttachRuntime:
             "inodes": {ns: list(inode) for ns, inode in self.target.inodes.items()},
             "ns_files": self.ns_files,
         }
-        argv = [*probe_command(naming.tag()), json.dumps(config)]
-        return Launch(argv=argv, code=joiner_code(), claimed=claimed, joined=True)
+        tag = naming.unique("probe")
+        argv = [*probe_command(tag), json.dumps(config)]
+        return Launch(argv=argv, code=joiner_code(), claimed=claimed, joined=True, name=tag)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import IO, Any
 
-from nsconform.hygiene import naming
+from nsconform.hygiene import journal, naming
 from nsconform.inside import code, payload, probe_command
 from nsconform.sandbox.sandbox import SandboxError
 
@@ -47,6 +47,8 @@ class ForkServer:
         self.stderr: IO[bytes] | None = None
         self.generation = 0  # how many times it was started: a broken server is started afresh
         self.ended = False
+        self.record = journal.current()  # the server is a process of the harness's, journaled
+        self.entry: journal.Entry | None = None
 
     def start(self) -> socket.socket:
         if self.control is not None:
@@ -55,9 +57,11 @@ class ForkServer:
             raise SandboxError("the fork server has ended")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        tag = naming.unique("forkserver")
+        entry = self.entry = self.record.record("process", tag)
         try:
             self.process = subprocess.Popen(
-                [*probe_command(naming.tag()), str(theirs.fileno())],
+                [*probe_command(tag), str(theirs.fileno())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=self.stderr,
@@ -66,9 +70,11 @@ class ForkServer:
                 cwd="/",
             )
         except OSError as e:
+            self.record.removed(entry)
             raise SandboxError(f"cannot start the fork server: {e.strerror}") from None
         finally:
             theirs.close()
+        self.record.made_process(entry, self.process.pid)
         assert self.process.stdin is not None
         with self.process.stdin as code:
             code.write(payload(server_code()))
@@ -126,6 +132,8 @@ class ForkServer:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+        if self.entry is not None:
+            self.record.removed(self.entry)
         if self.stderr is not None:
             self.stderr.close()
             self.stderr = None

@@ -90,10 +90,11 @@ class NativeRuntime:
             "leaks": sorted(self.leaks),
             **self.id_maps(),
         }
-        argv = [*probe_command(naming.tag()), json.dumps(config)]
+        tag = naming.unique("probe")
+        argv = [*probe_command(tag), json.dumps(config)]
         server = forkserver.current()  # the session's, if it has one: the launcher is forked, not started
         spawn = functools.partial(server.spawn, config) if server else None
-        return Launch(argv=argv, code=native_code(), claimed=claimed, spawn=spawn)
+        return Launch(argv=argv, code=native_code(), claimed=claimed, spawn=spawn, name=tag)
 
     @property
     def always_isolates(self) -> frozenset[str]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from nsconform.hygiene import journal
 from nsconform.inside import payload
 from nsconform.inside.probe import kernel
 from nsconform.namespaces import ALL as ALL_NAMESPACES
@@ -43,6 +44,8 @@ class Launch:
     joined: bool = False
     # forks the runtime's process given its stdin, stdout and stderr fds, instead of running argv (forkserver.py)
     spawn: Callable[[int, int, int], Any] | None = None
+    # an argument of its processes' command lines that names them exactly (the probe's tag), for the journal
+    name: str = ""
 
 
 class Sandbox:
@@ -59,11 +62,15 @@ class Sandbox:
         self._pid_ns: int | None = None  # an fd holding the probe's PID namespace, so that its inode is not reused
         self._ns: dict[str, tuple[int, int]] = {}  # the probe's namespaces, read by the host once it is found
         self._at_close: list[Callable[[], None]] = []  # what others attached to the sandbox (a veth pair ...)
+        self._journal = journal.current()
+        self._entry = self._journal.record("process", launch.name)
         try:
             self.process = self._start(launch)
+            self._journal.made_process(self._entry, self.process.pid)
         except (OSError, SandboxError) as e:
             self._closed = True
             self._stderr.close()
+            self._journal.removed(self._entry)
             for step in reversed(launch.cleanup):
                 step()
             why = e.strerror if isinstance(e, OSError) else str(e)
@@ -195,6 +202,7 @@ class Sandbox:
                 stream.close()
         self._wait(min(self.timeout, 2.0))
         self._kill([self.process, *leftovers])
+        self._journal.removed(self._entry)
         if self._pid_ns is not None:
             os.close(self._pid_ns)
         try:

@@ -64,8 +64,10 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 def test_cgroupfs_shows_own_hierarchy(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """Where cgroup and mount are isolated, every cgroup filesystem reachable inside has the sandbox's cgroup
     namespace root at its top, not the host's hierarchy above it."""
-    # 1. skip where the sandbox sits in the root cgroup of every hierarchy (the two views coincide)
-    # 2. per cgroup filesystem reachable inside: EXPECT its top cgroup to hold the probe
+    # 1. ASSERT an own cgroup namespace (in the host's, the host's hierarchy is the sandbox's own view)
+    # 2. skip where the sandbox sits in the root cgroup of every hierarchy (the two views coincide)
+    # 3. per cgroup filesystem reachable inside: EXPECT its top cgroup to hold the probe
+    verdict.require_own_namespace("cgroup", sandbox, host)
     outside = host.probe("cgroups", pid=sandbox.pid)
     if all(path == "/" for _, _, path in outside):
         pytest.skip("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")

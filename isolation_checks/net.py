@@ -222,8 +222,10 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 def test_sysfs_shows_own_links(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """Where network and mount are isolated, /sys/class/net lists the sandbox's own links, not the host's (a sysfs
     shows the links of the network namespace it was mounted from)."""
-    # 1. the links of the sandbox's namespace as the kernel reports them (netlink, ioctl)
-    # 2. /sys/class/net inside, where a sysfs is mounted; 3. EXPECT the same link names
+    # 1. ASSERT an own network namespace (in the host's, the host's links are the sandbox's own)
+    # 2. the links of the sandbox's namespace as the kernel reports them (netlink, ioctl)
+    # 3. /sys/class/net inside, where a sysfs is mounted; 4. EXPECT the same link names
+    verdict.require_own_namespace("net", sandbox, host)
     try:
         shown = sandbox.probe("list_dir", path="/sys/class/net")["names"]
     except FileNotFoundError:

@@ -100,7 +100,10 @@ def host_mount_ids(host: Host) -> set[int]:
 
 
 def expect_no_inherited_handle(ns: str, sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """EXPECT no fd the probe inherited (its channel to the harness aside) to open the host's `ns` namespace usably."""
+    """EXPECT no fd the probe inherited (its channel to the harness aside) to open the host's `ns` namespace usably.
+
+    ASSERT first an own `ns` namespace: in the host's, a handle of the host's namespace is the sandbox's own."""
+    verdict.require_own_namespace(ns, sandbox, host)
     try:
         handles = sandbox.probe("inherited_handles")
     except FileNotFoundError as e:
@@ -121,7 +124,8 @@ def expect_no_inherited_handle(ns: str, sandbox: Sandbox, host: Host, verdict: V
 
 
 def expect_cwd_and_root_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """EXPECT the probe's working directory and root inside the sandbox's root and mount namespace."""
+    """EXPECT the probe's working directory and root inside the sandbox's root and (own) mount namespace."""
+    verdict.require_own_namespace("mnt", sandbox, host)
     seen = sandbox.probe("cwd_and_root")
     host_mounts = host_mount_ids(host)
     for name, facts in seen.items():

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from nsconform.escapes import findings
+from nsconform.escapes import ATTACH_PREMISE, findings
+from nsconform.namespaces import ALL
 from nsconform.sandbox.native import NativeRuntime
 from tests.conftest import ROOT, check_node
 from tests.test_negative_controls import catalogue
+from tests.test_runtimes import require
 
 CHECKS = str(ROOT / "isolation_checks")
 
@@ -66,9 +68,13 @@ def test_refused_handle_is_evidence_in_a_pass(leak: str, run_suite) -> None:
 
 
 def test_every_escape_check_has_a_class() -> None:
-    """Each check that names the breakouts it answers is shown failing by a class of the table."""
+    """Every namespace has its inherited-handle check; each of those, and every check of the table, is shown
+    failing by a class."""
+    checks = catalogue()
     shown = {check for _, _, check in CLASSES.values()}
-    assert {name for name, spec in catalogue().items() if spec.references} == shown
+    handles = {name for name, spec in checks.items() if spec.attach_unsafe == ATTACH_PREMISE}
+    assert {name.split(".")[0] for name in handles} == set(ALL)
+    assert handles <= shown <= set(checks)
 
 
 def handle(**facts: object) -> dict:
@@ -87,3 +93,14 @@ def test_findings_judge_each_kind() -> None:
     assert [(f.namespace, f.usable) for f in findings(sock, set())] == [("net", True)]
     assert [(f.namespace, f.usable) for f in findings(host_dir, {27})] == [("mnt", True)]
     assert findings(handle(kind="pipe"), set()) == []
+
+
+@pytest.mark.parametrize("name", ["unshare", "bwrap"])
+def test_runtime_that_keeps_the_hosts_sysfs_is_violated_in_net(name: str, run_suite) -> None:
+    """util-linux unshare (--net --mount) and bwrap (--ro-bind / /) leave the host's sysfs mounted: a true
+    finding, reported in net, not to be weakened."""
+    require(name)
+    combination = "cgroup+ipc+mnt+net+pid+user+uts" if name == "bwrap" else "mnt+net"
+    run = run_suite("--nsc-runtime", name, check_node("net.sysfs_shows_own_links", combination))
+    assert run.outcomes("net.sysfs_shows_own_links") == {combination: "failed"}, run.output
+    assert run.verdicts()["net"] == "violated"

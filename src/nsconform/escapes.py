@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import pytest
 
@@ -99,23 +100,40 @@ def host_mount_ids(host: Host) -> set[int]:
     return {row[0] for row in host.probe("mountinfo")}
 
 
+@dataclass(frozen=True)
+class Inheritance:
+    """What a sandbox's first process inherited (its channel to the harness aside), and what each of it opens."""
+
+    fds: list[str]
+    findings: list[Finding]
+
+
+INHERITED: WeakKeyDictionary[Sandbox, Inheritance] = WeakKeyDictionary()  # one examination per sandbox
+
+
+def inheritance(sandbox: Sandbox, host: Host) -> Inheritance:
+    """The sandbox's inherited handles, examined once: they are fixed when its probe begins to serve."""
+    if sandbox not in INHERITED:
+        try:
+            handles = sandbox.probe("inherited_handles")
+        except FileNotFoundError as e:
+            pytest.skip(f"the probe could not list the fds it inherited ({e.strerror})")
+        channel = sandbox.channel()
+        inherited = [h for h in handles if (h["dev"], h["ino"]) not in channel]
+        host_mounts = host_mount_ids(host) if any(h["kind"] in ("dir", "file") for h in inherited) else set()
+        found = [f for handle in inherited for f in findings(handle, host_mounts)]
+        INHERITED[sandbox] = Inheritance([f"{h['fd']} {h['link']}" for h in inherited], found)
+    return INHERITED[sandbox]
+
+
 def expect_no_inherited_handle(ns: str, sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """EXPECT no fd the probe inherited (its channel to the harness aside) to open the host's `ns` namespace usably.
 
     ASSERT first an own `ns` namespace: in the host's, a handle of the host's namespace is the sandbox's own."""
     verdict.require_own_namespace(ns, sandbox, host)
-    try:
-        handles = sandbox.probe("inherited_handles")
-    except FileNotFoundError as e:
-        pytest.skip(f"the probe could not list the fds it inherited ({e.strerror})")
-    channel = sandbox.channel()
-    inherited = [h for h in handles if (h["dev"], h["ino"]) not in channel]
-    host_mounts = host_mount_ids(host)
-    found = [f for handle in inherited for f in findings(handle, host_mounts) if f.namespace == ns]
-    verdict.note(
-        inherited_fds=[f"{h['fd']} {h['link']}" for h in inherited],
-        refused=[f.what for f in found if not f.usable],
-    )
+    inherited = inheritance(sandbox, host)
+    found = [f for f in inherited.findings if f.namespace == ns]
+    verdict.note(inherited_fds=inherited.fds, refused=[f.what for f in found if not f.usable])
     verdict.expect(
         all(not f.usable for f in found),
         f"the sandbox's first process inherited handles that open the host's {ns} namespace",

@@ -671,11 +671,14 @@ def errno_of(call, *args):
 
 
 def fs_name(fd):
-    """The filesystem fd is on, by its magic number (fstatfs)."""
+    """The filesystem fd is on, by its magic number (fstatfs), or why the kernel would not say (ENOSYS in gVisor)."""
     import ctypes
 
     buf = (ctypes.c_long * 32)()  # struct statfs begins with f_type
-    checked(libc().fstatfs(fd, buf), "fstatfs")
+    try:
+        checked(libc().fstatfs(fd, buf), "fstatfs")
+    except OSError as e:
+        return errno_name(e)
     magic = buf[0] & 0xFFFFFFFF
     return FS_NAMES.get(magic, hex(magic))
 
@@ -688,10 +691,16 @@ def fdinfo(fd):
     return fields
 
 
+def mount_id(fd):
+    """The id of the mount fd is on (None where fdinfo does not say, as in gVisor)."""
+    value = fdinfo(fd).get("mnt_id")
+    return None if value is None else int(value)
+
+
 def place(fd):
     """Where directory fd is: [device, inode, mount id]."""
     st = os.fstat(fd)
-    return [st.st_dev, st.st_ino, int(fdinfo(fd)["mnt_id"])]
+    return [st.st_dev, st.st_ino, mount_id(fd)]
 
 
 def climb(fd):
@@ -713,6 +722,11 @@ def climb(fd):
 
 def own_mount_ids():
     return {row[0] for row in mountinfo()}
+
+
+def own_mount(mnt_id, mounts):
+    """Whether mount `mnt_id` is one of this mount namespace's (unknown ids count as its own: no evidence)."""
+    return mnt_id is None or mnt_id in mounts
 
 
 def examine_dir(fd, facts, mounts):
@@ -742,7 +756,7 @@ def examine_dir(fd, facts, mounts):
             os.close(d)
     facts["through"] = errno_of(os.listdir, fd)  # what the handle itself allows (no permission check)
     facts["fresh"] = errno_of(reopen, ".", os.O_RDONLY | os.O_DIRECTORY, fd)  # what this process may open
-    facts["own_mount"] = facts["mnt_id"] in mounts
+    facts["own_mount"] = own_mount(facts["mnt_id"], mounts)
 
 
 def reopen(path, flags, dir_fd=None):
@@ -814,7 +828,7 @@ def examine(fd, mounts):
     st = os.fstat(fd)
     facts = {"fd": fd, "dev": st.st_dev, "ino": st.st_ino, "link": os.readlink(f"/proc/self/fd/{fd}")}
     info = fdinfo(fd)
-    facts["mnt_id"] = int(info.get("mnt_id", -1))
+    facts["mnt_id"] = mount_id(fd)
     if "Pid" in info:  # a pidfd: 0 where its process is outside this PID namespace
         import signal
 
@@ -822,7 +836,8 @@ def examine(fd, mounts):
         facts["getfd"] = errno_of(lambda: os.close(checked(libc().syscall(PIDFD_GETFD, fd, 0, 0), "pidfd_getfd")))
         return facts
     facts["fs"] = fs_name(fd)
-    if facts["fs"] == "nsfs":
+    name, _, rest = facts["link"].partition(":[")
+    if facts["fs"] == "nsfs" or (name in NAMESPACES and rest[:-1].isdigit()):
         facts["kind"] = "nsfs"
         examine_nsfs(fd, facts)
     elif stat.S_ISSOCK(st.st_mode):
@@ -833,7 +848,8 @@ def examine(fd, mounts):
         examine_dir(fd, facts, mounts)
     elif stat.S_ISREG(st.st_mode):
         flags = fcntl_flags(fd)
-        facts.update(kind="file", own_mount=facts["mnt_id"] in mounts, through="EBADF" if flags & O_PATH else "ok")
+        facts.update(kind="file", own_mount=own_mount(facts["mnt_id"], mounts))
+        facts["through"] = "EBADF" if flags & O_PATH else "ok"
         facts["fresh"] = errno_of(reopen, f"/proc/self/fd/{fd}", flags & os.O_ACCMODE)
     else:
         facts["kind"] = "pipe" if stat.S_ISFIFO(st.st_mode) else "other"
@@ -871,7 +887,7 @@ def cwd_and_root():
     for name, path in (("cwd", "."), ("root", "/")):
         fd = os.open(path, O_PATH | os.O_DIRECTORY)
         try:
-            seen[name] = {"link": os.readlink(f"/proc/self/{name}"), "mnt_id": place(fd)[2], "fs": fs_name(fd)}
+            seen[name] = {"link": os.readlink(f"/proc/self/{name}"), "mnt_id": mount_id(fd), "fs": fs_name(fd)}
             examine_dir(fd, seen[name], mounts)
         finally:
             os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.sandbox.sandbox import Sandbox
@@ -48,5 +49,33 @@ def test_paths_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
         inside == outside,
         "/proc/self/cgroup inside differs from the host's view of the same process",
         cgroups_inside=inside,
+        cgroups_on_host=outside,
+    )
+
+
+@guarantee("cgroup", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited opens the host's cgroup hierarchy: no nsfs handle of its cgroup
+    namespace that setns accepts, no directory of a cgroup filesystem above the sandbox's namespace root."""
+    expect_no_inherited_handle("cgroup", sandbox, host, verdict)
+
+
+@guarantee("cgroup", "isolated", needs=["mnt"], references=("cgroup_namespaces(7)", "CVE-2023-25809", "CVE-2022-0492"))
+def test_cgroupfs_shows_own_hierarchy(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Where cgroup and mount are isolated, every cgroup filesystem reachable inside has the sandbox's cgroup
+    namespace root at its top, not the host's hierarchy above it."""
+    # 1. ASSERT an own cgroup namespace (in the host's, the host's hierarchy is the sandbox's own view)
+    # 2. skip where the sandbox sits in the root cgroup of every hierarchy (the two views coincide)
+    # 3. per cgroup filesystem reachable inside: EXPECT its top cgroup to hold the probe
+    verdict.require_own_namespace("cgroup", sandbox, host)
+    outside = host.probe("cgroups", pid=sandbox.pid)
+    if all(path == "/" for _, _, path in outside):
+        pytest.skip("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")
+    views = sandbox.probe("cgroup_views")
+    verdict.expect(
+        all(holds for _, _, holds in views),
+        "cgroup filesystems inside show the hierarchy above the sandbox's cgroup namespace root",
+        above_namespace_root=[point for point, _, holds in views if not holds],
+        cgroup_mounts_inside=[point for point, _, _ in views],
         cgroups_on_host=outside,
     )

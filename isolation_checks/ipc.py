@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.hygiene import naming
@@ -118,4 +119,39 @@ def test_sysv_objects_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 
     verdict.expect_shared_view(
         "SysV objects", lambda: objects(sandbox.probe("sysvipc")), lambda: objects(host.probe("sysvipc"))
+    )
+
+
+@guarantee("ipc", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited is an nsfs handle of the host's IPC namespace that setns accepts."""
+    expect_no_inherited_handle("ipc", sandbox, host, verdict)
+
+
+@guarantee("ipc", "isolated", needs=["mnt"], references=("ipc_namespaces(7)", "mq_overview(7)"))
+def test_mqueue_mounts_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Where IPC and mount are isolated, every mqueue filesystem mounted inside (as on /dev/mqueue) shows the
+    sandbox's own POSIX message queues, not the host's (an mqueue filesystem shows its mounter's IPC namespace)."""
+    # 1. ASSERT an own IPC namespace (the queue made next stays inside); 2. make a queue inside
+    # 3. EXPECT it listed in every mqueue filesystem reachable inside; 4. remove it
+    verdict.require_own_namespace("ipc", sandbox, host)
+    points = sorted({point for _, _, point, fstype, _, _ in sandbox.probe("mountinfo") if fstype == "mqueue"})
+    name = naming.unique("mq-view")
+    sandbox.probe("mq_create", name="/" + name)
+    shows: dict[str, bool] = {}
+    try:
+        for point in points:
+            try:
+                view = sandbox.probe("list_dir", path=point)
+            except OSError:  # under something mounted over it
+                continue
+            if view["fs"] == "mqueue":
+                shows[point] = name in view["names"]
+    finally:
+        sandbox.probe("mq_remove", name="/" + name)
+    verdict.expect(
+        all(shows.values()),
+        "an mqueue filesystem inside shows another IPC namespace's queues",
+        queue_made_inside=name,
+        mqueue_mounts_showing_it=shows,
     )

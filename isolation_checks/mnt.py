@@ -6,6 +6,7 @@ import errno
 
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_cwd_and_root_inside, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host import mounts
 from nsconform.host.mounts import MountScratch
@@ -195,3 +196,17 @@ def test_mount_table_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> N
     verdict.expect_shared_view(
         "mounts", lambda: mount_rows(sandbox.probe("mountinfo")), lambda: mount_rows(host.probe("mountinfo"))
     )
+
+
+@guarantee("mnt", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited leads into the host's mount namespace: no nsfs handle of it
+    that setns accepts, no directory or file on the host's mounts or beyond the sandbox's root."""
+    expect_no_inherited_handle("mnt", sandbox, host, verdict)
+
+
+@guarantee("mnt", "isolated", attach_unsafe=ATTACH_PREMISE, references=("CVE-2024-21626", "CVE-2016-9962"))
+def test_cwd_and_root_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """The working directory and the root of the sandbox's first process lie inside the sandbox's root and on its
+    own mounts (a working directory left on the host's, as in CVE-2024-21626, leads out with '..')."""
+    expect_cwd_and_root_inside(sandbox, host, verdict)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.hygiene import journal, naming
@@ -207,4 +208,33 @@ def test_veth_vanishes_with_sandbox(
         gone,
         f"the sandbox's veth is still on the host {sandbox.timeout:g} s after the sandbox ended",
         veth=pair.host_name,
+    )
+
+
+@guarantee("net", "isolated", attach_unsafe=ATTACH_PREMISE, references=(*HANDLES, "CVE-2020-15257"))
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited opens the host's network namespace: no nsfs handle of it
+    that setns accepts, no socket made in it."""
+    expect_no_inherited_handle("net", sandbox, host, verdict)
+
+
+@guarantee("net", "isolated", needs=["mnt"], references=("network_namespaces(7)", "sysfs(5)"))
+def test_sysfs_shows_own_links(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Where network and mount are isolated, /sys/class/net lists the sandbox's own links, not the host's (a sysfs
+    shows the links of the network namespace it was mounted from)."""
+    # 1. ASSERT an own network namespace (in the host's, the host's links are the sandbox's own)
+    # 2. the links of the sandbox's namespace as the kernel reports them (netlink, ioctl)
+    # 3. /sys/class/net inside, where a sysfs is mounted; 4. EXPECT the same link names
+    verdict.require_own_namespace("net", sandbox, host)
+    try:
+        shown = sandbox.probe("list_dir", path="/sys/class/net")["names"]
+    except FileNotFoundError:
+        verdict.note(sysfs="no /sys/class/net inside: no sysfs shows links")
+        return
+    own = sorted(name for _, name, _ in sandbox.probe("links"))
+    verdict.expect(
+        shown == own,
+        "/sys/class/net inside lists the links of another network namespace",
+        sysfs_links=shown,
+        netlink_links=own,
     )

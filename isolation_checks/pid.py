@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 import psutil
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.sandbox.errors import SandboxError
@@ -198,3 +199,10 @@ def test_host_pids_visible(sandbox: Sandbox, host: Host, verdict: Verdict) -> No
         pid_inside=ident["pid"],
         pid_on_host=sandbox.pid,
     )
+
+
+@guarantee("pid", "isolated", attach_unsafe=ATTACH_PREMISE, references=(*HANDLES, "pidfd_getfd(2)"))
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited reaches the host's processes: no /proc of the host's PID
+    namespace, no pidfd of a host process that pidfd_getfd accepts (the kernel refuses setns into an ancestor)."""
+    expect_no_inherited_handle("pid", sandbox, host, verdict)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.sandbox.sandbox import Sandbox
@@ -83,3 +84,10 @@ def test_clocks_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
                 f"{clock} host after": after[clock],
             },
         )
+
+
+@guarantee("time", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited is an nsfs handle of the host's time namespace that setns
+    accepts."""
+    expect_no_inherited_handle("time", sandbox, host, verdict)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 import psutil
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host, not_inside
 from nsconform.runtimes.declared import Expect
@@ -193,3 +194,10 @@ def test_no_capability_over_host(sandbox: Sandbox, verdict: Verdict) -> None:
 def test_id_maps_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """With user shared, uid_map and gid_map inside are the host's (on a plain host: `0 0 4294967295`)."""
     verdict.expect_equal_fields(sandbox.probe("id_maps"), host.probe("id_maps"), ("uid_map", "gid_map"))
+
+
+@guarantee("user", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited carries the host's credentials: none grants an access that
+    opening the same file afresh inside is refused (the kernel refuses setns into an ancestor user namespace)."""
+    expect_no_inherited_handle("user", sandbox, host, verdict)

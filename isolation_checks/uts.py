@@ -6,6 +6,7 @@ import errno
 
 import pytest
 
+from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.hygiene import naming
@@ -75,3 +76,9 @@ def test_hostname_as_declared(sandbox: Sandbox, host: Host, verdict: Verdict, de
         hostname_at_start=at_start,
         hostname_declared=declared.hostname,
     )
+
+
+@guarantee("uts", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
+def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No fd the sandbox's first process inherited is an nsfs handle of the host's UTS namespace that setns accepts."""
+    expect_no_inherited_handle("uts", sandbox, host, verdict)

@@ -31,8 +31,11 @@ RUNS = {
 # measured table and each profile's comments the evidence behind it.
 DEFAULT_NAMESPACES = ("uts", "pid", "mnt", "ipc", "net", "user")
 VIOLATED = {
-    "unshare": {"ipc"},  # unshare --ipc --mount keeps the host's /dev/shm: POSIX shared memory leaks
-    "bwrap": {"user"},  # bwrap as root maps uid 0 inside to uid 0 on the host
+    # unshare --ipc --mount keeps the host's /dev/shm: POSIX shared memory leaks; unshare --net --mount keeps the
+    # host's sysfs: /sys/class/net lists the host's links (docs/escapes.md)
+    "unshare": {"ipc", "net"},
+    # bwrap as root maps uid 0 inside to uid 0 on the host; --ro-bind / / keeps the host's sysfs
+    "bwrap": {"user", "net"},
     "runsc": {"pid"},  # gVisor's init dies of a SIGKILL sent from inside (Linux protects a namespace's init)
 }
 # The mount checks that observe behaviour, and the one true reason for skipping one of them on these runtimes.

@@ -15,6 +15,22 @@ leaks: deliberate flaws for the negative controls in tests/ (never set by the ha
   rename_host   give a new UTS namespace another hostname and domain name
   linger        leave behind a detached process in the sandbox's namespaces that outlives the sandbox
                 (until the harness process exits), pinning e.g. its network namespace
+and escape routes (docs/escapes.md), each a handle or view of the host's kept inside:
+  nsfs_NS       an fd of the host's NS namespace (/proc/self/ns/NS opened before the unshare)
+  host_root_fd  an fd of the host's root directory, in the host's mount namespace
+  host_dir      an fd of a directory only the host's root may read (/root), opened as the host's root
+  host_socket   a netlink socket of the host's network namespace
+  host_pidfd    a pidfd of the process that started the launcher, outside the sandbox
+  host_proc_fd  an fd of the host's /proc instance, opened in the new mount namespace before the fresh one
+  host_cgroup_fd  fds of the host's cgroup hierarchies, opened in the new mount namespace before the fresh ones
+  host_cwd      a working directory in the host's mount namespace (CVE-2024-21626)
+  host_root_dir a root directory in the host's mount namespace
+  host_sysfs    keep the host's sysfs in a new network+mount namespace
+  host_mqueue   an mqueue filesystem of the host's IPC namespace mounted inside (in the private /dev/shm)
+  host_cgroupfs keep the host's cgroup mounts in a new cgroup+mount namespace
+
+Sound, the launcher hands over only its stdin, stdout and stderr, and gives a new mount namespace a fresh
+sysfs where the network namespace is new, and fresh cgroup mounts where the cgroup namespace is.
 
 A new time namespace gets TIME_OFFSET_S on its monotonic and boot-time clocks, written to
 /proc/self/timens_offsets between the unshare and the fork that makes its first member.
@@ -41,8 +57,10 @@ try:  # in the sandbox these names come from the probe's source, sent just befor
         libc,
         loads,
         mount,
+        read_text,
         serve,
         set_uts,
+        unescape,
     )
 except ImportError:
     pass
@@ -163,12 +181,85 @@ def linger(harness):
         os._exit(0)
 
 
+def host_handles(leaks):
+    """Leaks: handles of the host opened before the unshare and kept (nsfs_NS, host_root_fd, host_dir,
+    host_socket, host_pidfd)."""
+    kept = [os.open("/", os.O_RDONLY | os.O_DIRECTORY)] if "host_root_fd" in leaks else []
+    kept += [os.open(f"/proc/self/ns/{leak[5:]}", os.O_RDONLY) for leak in sorted(leaks) if leak.startswith("nsfs_")]
+    if "host_dir" in leaks:
+        kept.append(os.open("/root", os.O_RDONLY | os.O_DIRECTORY))
+    if "host_socket" in leaks:
+        kept.append(checked(libc().socket(16, 3, 0), "socket"))  # AF_NETLINK, SOCK_RAW, NETLINK_ROUTE
+    if "host_pidfd" in leaks:
+        kept.append(os.pidfd_open(os.getppid()))
+    return kept
+
+
+def mount_points(fstypes):
+    """The mount point of each mount of one of `fstypes` here, with its superblock options (the last one mounted
+    at a point: the one on top)."""
+    found = {}
+    for line in read_text("/proc/self/mountinfo").splitlines():
+        head, _, tail = line.partition(" - ")
+        fstype, _, options = tail.split()[:3]
+        if fstype in fstypes:
+            found[unescape(head.split()[4])] = (fstype, options)
+    return found
+
+
+def fresh_cgroup_mounts():
+    """Mount each cgroup hierarchy mounted here afresh on the same point: in a new cgroup namespace, a cgroup
+    filesystem mounted from inside shows the namespace's root, not the host's hierarchy above it. A tmpfs goes
+    between the two: the kernel refuses a filesystem on a mount point where it is mounted already (EBUSY)."""
+    for point, (fstype, options) in mount_points(("cgroup", "cgroup2")).items():
+        data = ",".join(o for o in options.split(",") if o not in ("rw", "ro") and not o.startswith("release_agent"))
+        mount("tmpfs", point, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0755")
+        mount(fstype, point, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, data or None)
+
+
+def host_mqueue(host_ipc):
+    """Leak: the mqueue filesystem of the host's IPC namespace (joined for the mount), in the private /dev/shm."""
+    own = os.open("/proc/self/ns/ipc", os.O_RDONLY)
+    try:
+        checked(libc().setns(host_ipc, NAMESPACES["ipc"]), "setns")
+        os.mkdir("/dev/shm/mqueue")
+        mount("mqueue", "/dev/shm/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        checked(libc().setns(own, NAMESPACES["ipc"]), "setns")
+    finally:
+        os.close(own)
+
+
+def mount_views(namespaces, leaks, kept, host_ipc):
+    """In a new mount namespace, the pseudo-filesystems of the sandbox's own namespaces where the host's were
+    (with the leaks that keep the host's, or a handle of them in `kept`)."""
+    if "host_proc_fd" in leaks:
+        kept.append(os.open("/proc", os.O_RDONLY | os.O_DIRECTORY))
+    if "pid" in namespaces and "host_proc" not in leaks:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if "ipc" in namespaces and "host_dev_shm" not in leaks:
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        if os.path.isdir("/dev/mqueue"):
+            mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if host_ipc is not None:
+            host_mqueue(host_ipc)
+    if "host_cgroup_fd" in leaks:
+        kept += [os.open(point, os.O_RDONLY | os.O_DIRECTORY) for point in mount_points(("cgroup", "cgroup2"))]
+    if "cgroup" in namespaces and "host_cgroupfs" not in leaks:
+        fresh_cgroup_mounts()
+    if "net" in namespaces and "host_sysfs" not in leaks:
+        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def launch(config):
     """Build the namespaces of `config` around this process, then serve the harness."""
     namespaces = set(config["namespaces"])
     leaks = set(config["leaks"])
     harness = os.getppid()
     libc().prctl(PR_SET_PDEATHSIG, 9)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the sandbox inherits its stdin, stdout and stderr only
+    kept = host_handles(leaks)
+    host_ipc = os.open("/proc/self/ns/ipc", os.O_RDONLY) if "host_mqueue" in leaks else None
+    host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY) if leaks & {"host_cwd", "host_root_dir"} else None
     unshare_with_maps(config)
     libc().prctl(PR_SET_PDEATHSIG, 9)  # again: becoming root of a new user namespace cleared it
     if "time" in namespaces:
@@ -179,19 +270,22 @@ def launch(config):
         become_init()
     host_pid = identity()["nspid"][0]  # read through the host's /proc, before a fresh one hides it
     if "mnt" in namespaces:
-        if "pid" in namespaces and "host_proc" not in leaks:
-            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        if "ipc" in namespaces and "host_dev_shm" not in leaks:
-            mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-            if os.path.isdir("/dev/mqueue"):
-                mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount_views(namespaces, leaks, kept, host_ipc)
+    if host_ipc is not None:
+        os.close(host_ipc)
     if "uts" in namespaces and "rename_host" in leaks:
         set_uts(hostname="nsconform-leaky", domainname="nsconform-leaky")
     if "net" in namespaces and "lo_down" not in leaks:
         loopback_up()
     if "linger" in leaks:
         linger(harness)
-    os.chdir("/")
+    if host_root is None:
+        os.chdir("/")
+    else:
+        os.fchdir(host_root)
+        if "host_root_dir" in leaks:
+            os.chroot(".")
+        os.close(host_root)
     serve({"host_pid": host_pid})
 
 

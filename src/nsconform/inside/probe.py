@@ -619,6 +619,309 @@ def timens_offsets():
     return offsets
 
 
+# -- escape routes: inherited handles and views of other namespaces ------------------------------
+
+INHERITED = {}  # "fds": [fd, dev, ino] of each fd held when serve() began (or "error": why not listed)
+FS_NAMES = {
+    0x9FA0: "proc",
+    0x27E0EB: "cgroup",
+    0x63677270: "cgroup2",
+    0x62656572: "sysfs",
+    0x6E736673: "nsfs",
+    0x19800202: "mqueue",
+    0x01021994: "tmpfs",
+}
+SIOCGSKNS = 0x894C
+PIDFD_GETFD = 438  # the syscall's number, one on every architecture
+O_PATH = 0o10000000
+NS_FILES = {"pid": "pid_for_children", "time": "time_for_children"}  # where setns lands for these two
+NET_TABLES = ("unix", "netlink", "packet", "tcp", "tcp6", "udp", "udp6", "raw", "raw6")
+
+
+def record_inherited():
+    """Note every fd this process holds before it opens one of its own: one listing, one fstat each."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError as e:
+        INHERITED["error"] = f"/proc/self/fd: {e.strerror}"
+        return
+    found = []
+    for name in names:
+        try:
+            st = os.fstat(int(name))
+        except OSError:  # the listing's own fd, closed by now
+            continue
+        found.append([int(name), st.st_dev, st.st_ino])
+    INHERITED["fds"] = sorted(found)
+
+
+def errno_name(e):
+    import errno
+
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def errno_of(call, *args):
+    """'ok' when call(*args) succeeds, else the errno's name."""
+    try:
+        call(*args)
+    except OSError as e:
+        return errno_name(e)
+    return "ok"
+
+
+def fs_name(fd):
+    """The filesystem fd is on, by its magic number (fstatfs), or why the kernel would not say (ENOSYS in gVisor)."""
+    import ctypes
+
+    buf = (ctypes.c_long * 32)()  # struct statfs begins with f_type
+    try:
+        checked(libc().fstatfs(fd, buf), "fstatfs")
+    except OSError as e:
+        return errno_name(e)
+    magic = buf[0] & 0xFFFFFFFF
+    return FS_NAMES.get(magic, hex(magic))
+
+
+def fdinfo(fd):
+    fields = {}
+    for line in read_text(f"/proc/self/fdinfo/{fd}").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def mount_id(fd):
+    """The id of the mount fd is on (None where fdinfo does not say, as in gVisor)."""
+    value = fdinfo(fd).get("mnt_id")
+    return None if value is None else int(value)
+
+
+def place(fd):
+    """Where directory fd is: [device, inode, mount id]."""
+    st = os.fstat(fd)
+    return [st.st_dev, st.st_ino, mount_id(fd)]
+
+
+def climb(fd):
+    """The directories from directory fd up to where '..' stops (the process's root for a directory under
+    it, else the root of a mount tree outside it), as fds the caller closes; and why it stopped short, if it
+    did (a directory this process may not search)."""
+    chain = [os.dup(fd)]
+    while len(chain) < 256:
+        try:
+            up = os.open("..", O_PATH | os.O_DIRECTORY, dir_fd=chain[-1])
+        except OSError as e:
+            return chain, errno_name(e)
+        if place(up) == place(chain[-1]):
+            os.close(up)
+            break
+        chain.append(up)
+    return chain, ""
+
+
+def own_mount_ids():
+    return {row[0] for row in mountinfo()}
+
+
+def own_mount(mnt_id, mounts):
+    """Whether mount `mnt_id` is one of this mount namespace's (unknown ids count as its own: no evidence)."""
+    return mnt_id is None or mnt_id in mounts
+
+
+def examine_dir(fd, facts, mounts):
+    """Where a directory handle leads: its mount, the top of its tree, and what its filesystem shows."""
+    chain, stopped = climb(fd)
+    try:
+        root = os.open("/", O_PATH | os.O_DIRECTORY)
+        try:
+            facts.update(top=place(chain[-1]), root=place(root))
+        finally:
+            os.close(root)
+        facts["outside_root"] = facts["top"] != facts["root"] and not stopped
+        if stopped:
+            facts["climb"] = stopped
+        dev = os.fstat(fd).st_dev
+        fs_root = [d for d in chain if os.fstat(d).st_dev == dev][-1]  # the top of fd's own filesystem
+        if facts["fs"] == "proc":  # "self" names this process as that proc's PID namespace numbers it
+            try:
+                facts["proc_self"] = os.readlink("self", dir_fd=fs_root)
+            except OSError:  # this process is no member of that PID namespace
+                facts["proc_self"] = ""
+            facts["pid"] = os.getpid()
+        if facts["fs"] in ("cgroup", "cgroup2"):
+            facts["lists_probe"] = lists_probe(fs_root)
+    finally:
+        for d in chain:
+            os.close(d)
+    facts["through"] = errno_of(os.listdir, fd)  # what the handle itself allows (no permission check)
+    facts["fresh"] = errno_of(reopen, ".", os.O_RDONLY | os.O_DIRECTORY, fd)  # what this process may open
+    facts["own_mount"] = own_mount(facts["mnt_id"], mounts)
+
+
+def reopen(path, flags, dir_fd=None):
+    os.close(os.open(path, flags, dir_fd=dir_fd))
+
+
+def lists_probe(cgroup_dir):
+    """Whether this process is in the cgroup at cgroup_dir (its cgroup.procs lists it)."""
+    fd = os.open("cgroup.procs", os.O_RDONLY, dir_fd=cgroup_dir)
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    finally:
+        os.close(fd)
+    return str(os.getpid()) in data.decode().split()
+
+
+def examine_nsfs(fd, facts):
+    """An nsfs handle: whose namespace, and where setns on it lands, tried in a throwaway child."""
+    nstype = facts["link"].partition(":")[0]
+    facts["nstype"] = nstype
+    st, own = os.fstat(fd), os.stat(f"/proc/self/ns/{nstype}")
+    facts["own"] = (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+    if facts["own"] or nstype not in NAMESPACES:
+        return
+
+    def child():
+        result = errno_of(lambda: checked(libc().setns(fd, NAMESPACES[nstype]), "setns"))
+        seen = {"setns": result}
+        if result == "ok":
+            landed = os.stat(f"/proc/self/ns/{NS_FILES.get(nstype, nstype)}")
+            seen["landed"] = [landed.st_dev, landed.st_ino]
+            if nstype == "net":
+                seen["links"] = [name for _, name, _ in links()]
+        return seen
+
+    facts.update(_forked(child))
+
+
+def examine_socket(fd, facts):
+    """A socket: the network namespace it acts in (SIOCGSKNS, else this namespace's socket tables)."""
+    import _socket
+    import fcntl
+
+    sock = _socket.socket(fileno=os.dup(fd))
+    facts["family"] = int(sock.family)
+    sock.close()
+    own = os.stat("/proc/self/ns/net")
+    try:
+        netns = fcntl.ioctl(fd, SIOCGSKNS, 0)
+    except OSError:  # EPERM without CAP_NET_ADMIN over the socket's namespace: look for it here
+        facts["own"] = any(
+            f" {facts['ino']} " in f" {read_text('/proc/self/net/' + table)} ".replace("\n", " ")
+            for table in NET_TABLES
+            if os.path.exists("/proc/self/net/" + table)
+        )
+        return
+    st = os.fstat(netns)
+    os.close(netns)
+    facts["netns"] = [st.st_dev, st.st_ino]
+    facts["own"] = (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def examine(fd, mounts):
+    """What handle fd is and what it opens, by what the kernel lets this process do with it."""
+    import stat
+
+    st = os.fstat(fd)
+    facts = {"fd": fd, "dev": st.st_dev, "ino": st.st_ino, "link": os.readlink(f"/proc/self/fd/{fd}")}
+    info = fdinfo(fd)
+    facts["mnt_id"] = mount_id(fd)
+    if "Pid" in info:  # a pidfd: 0 where its process is outside this PID namespace
+        import signal
+
+        facts.update(kind="pidfd", pid=int(info["Pid"]), signal=errno_of(signal.pidfd_send_signal, fd, 0))
+        facts["getfd"] = errno_of(lambda: os.close(checked(libc().syscall(PIDFD_GETFD, fd, 0, 0), "pidfd_getfd")))
+        return facts
+    facts["fs"] = fs_name(fd)
+    name, _, rest = facts["link"].partition(":[")
+    if facts["fs"] == "nsfs" or (name in NAMESPACES and rest[:-1].isdigit()):
+        facts["kind"] = "nsfs"
+        examine_nsfs(fd, facts)
+    elif stat.S_ISSOCK(st.st_mode):
+        facts["kind"] = "socket"
+        examine_socket(fd, facts)
+    elif stat.S_ISDIR(st.st_mode):
+        facts["kind"] = "dir"
+        examine_dir(fd, facts, mounts)
+    elif stat.S_ISREG(st.st_mode):
+        flags = fcntl_flags(fd)
+        facts.update(kind="file", own_mount=own_mount(facts["mnt_id"], mounts))
+        facts["through"] = "EBADF" if flags & O_PATH else "ok"
+        facts["fresh"] = errno_of(reopen, f"/proc/self/fd/{fd}", flags & os.O_ACCMODE)
+    else:
+        facts["kind"] = "pipe" if stat.S_ISFIFO(st.st_mode) else "other"
+    return facts
+
+
+def fcntl_flags(fd):
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+@op
+def inherited_handles():
+    """Every fd the probe held when it began to serve (still the same file), examined; or why none were listed."""
+    if "error" in INHERITED:
+        raise OSError(2, INHERITED["error"])
+    mounts = own_mount_ids()
+    found = []
+    for fd, dev, ino in INHERITED.get("fds", []):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (dev, ino):
+            found.append(examine(fd, mounts))
+    return found
+
+
+@op
+def cwd_and_root():
+    """The working directory and root of this process, examined as directory handles."""
+    mounts = own_mount_ids()
+    seen = {}
+    for name, path in (("cwd", "."), ("root", "/")):
+        fd = os.open(path, O_PATH | os.O_DIRECTORY)
+        try:
+            seen[name] = {"link": os.readlink(f"/proc/self/{name}"), "mnt_id": mount_id(fd), "fs": fs_name(fd)}
+            examine_dir(fd, seen[name], mounts)
+        finally:
+            os.close(fd)
+    return seen
+
+
+@op
+def list_dir(path):
+    """The filesystem at directory `path` and the names it lists."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return {"fs": fs_name(fd), "names": sorted(os.listdir(fd))}
+    finally:
+        os.close(fd)
+
+
+@op
+def cgroup_views():
+    """[mount point, fs, whether its top cgroup holds this process] per cgroup filesystem reachable here."""
+    views = []
+    for point in sorted({row[2] for row in mountinfo() if row[3] in ("cgroup", "cgroup2")}):
+        try:
+            fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:  # under something mounted over it
+            continue
+        try:
+            fs = fs_name(fd)
+            if fs in ("cgroup", "cgroup2"):
+                views.append([point, fs, lists_probe(fd)])
+        finally:
+            os.close(fd)
+    return views
+
+
 # -- the loop -----------------------------------------------------------------------------------
 
 
@@ -631,6 +934,7 @@ def hello(extra=None):
 
 def serve(extra=None):
     """Answer requests from stdin until end of input or an `exit` request."""
+    record_inherited()
     out = sys.stdout
     out.write(dumps({"hello": hello(extra)}) + "\n")
     out.flush()

@@ -139,6 +139,11 @@ class Sandbox:
             raise OSError(answer["errno"], str(answer.get("error", ""))[:500])
         raise SandboxError(f"the probe could not run {op}: {shorten(answer)}")
 
+    def channel(self) -> set[tuple[int, int]]:
+        """(device, inode) of the harness's ends of the probe's stdin, stdout and stderr: the probe's fds on the
+        same pipes and file are the harness's channel to it, not what the sandbox inherited."""
+        return {inode(os.fstat(fd)) for fd in (self._in, self._out, self._stderr.fileno())}
+
     def ns_inode(self, ns: str) -> tuple[int, int] | None:
         """(device, inode) of the probe's namespace `ns`, read by the host (None: no such kernel feature)."""
         return self._ns.get(ns)

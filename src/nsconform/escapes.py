@@ -1,0 +1,155 @@
+"""Escape routes beyond namespace identity: the handles a sandbox's first process inherited, judged.
+
+The probe records every fd it holds when it begins to serve, before it opens one of its own, and
+examines each on request by what the kernel lets it do with it (nsconform.inside.probe: setns on an
+nsfs handle in a throwaway child, the network namespace of a socket, pidfd_getfd through a pidfd, where
+'..' leads from a directory, whose /proc or cgroup hierarchy it shows, whether a fresh open of the same
+file is refused). The harness adds what only the host knows: which of those fds are its own channel to
+the probe, and which mounts are the host's. Each handle that opens a namespace beyond the sandbox's own
+is a finding of that namespace; a usable one is a violation, one the kernel refuses is evidence.
+The classes and the breakouts they answer: docs/escapes.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import pytest
+
+from nsconform.guarantees import Verdict
+from nsconform.host.observe import Host
+from nsconform.sandbox.sandbox import Sandbox
+
+ATTACH_PREMISE = (
+    "the joined probe is not the target's first process: its fds, working directory and root are the "
+    "harness's, not the target's"
+)
+REFUSED = ("EPERM", "EACCES")
+# The breakouts through an inherited handle, for every namespace's check of them (docs/escapes.md)
+HANDLES = ("CVE-2024-21626", "CVE-2016-9962", "setns(2)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A handle that opens `namespace` beyond the sandbox's own; `usable` unless the kernel refused its use."""
+
+    namespace: str
+    usable: bool
+    what: str
+
+
+def findings(handle: dict[str, Any], host_mounts: set[int]) -> list[Finding]:
+    """What one examined handle opens (nothing for pipes and the sandbox's own objects)."""
+    fd, link, kind = handle["fd"], handle["link"], handle["kind"]
+    if kind == "nsfs":
+        if handle["own"] or "setns" not in handle:
+            return []
+        nstype = handle["nstype"]
+        landed = f", landing in {handle['landed']}" if "landed" in handle else ""
+        seen = f", where the links are {', '.join(handle['links'])}" if "links" in handle else ""
+        what = f"fd {fd} is another {nstype} namespace ({link}): setns in a child: {handle['setns']}{landed}{seen}"
+        return [Finding(nstype, handle["setns"] == "ok", what)]
+    if kind == "socket":
+        return [] if handle["own"] else [Finding("net", True, f"fd {fd} is a socket of another network namespace")]
+    if kind == "pidfd":
+        if handle["signal"] != "EINVAL":  # the kernel's word that its process is outside this PID namespace
+            return []
+        what = f"fd {fd} is a pidfd of a process outside the sandbox's PID namespace: pidfd_getfd {handle['getfd']}"
+        return [Finding("pid", handle["getfd"] == "ok", what)]
+    if kind not in ("dir", "file"):
+        return []
+    return path_findings(handle, host_mounts)
+
+
+def path_findings(handle: dict[str, Any], host_mounts: set[int]) -> list[Finding]:
+    """A directory or file: the host's mount tree, another PID namespace's /proc, a cgroup hierarchy above
+    the namespace root, or an access the host's credentials granted."""
+    fd, link = handle["fd"], handle["link"]
+    usable = "ok" in (handle["through"], handle["fresh"])
+    found = []
+    if handle.get("fs") == "proc" and handle["proc_self"] != str(handle["pid"]):
+        shown = f"'self' there is {handle['proc_self'] or 'absent'}, here {handle['pid']}"
+        found.append(Finding("pid", usable, f"fd {fd} ({link}) is the /proc of another PID namespace ({shown})"))
+    if handle.get("lists_probe") is False:
+        found.append(Finding("cgroup", usable, f"fd {fd} ({link}) shows cgroups above the cgroup namespace root"))
+    if outside(handle, host_mounts):
+        found.append(Finding("mnt", usable, f"fd {fd} ({link}) is {where(handle, host_mounts)}"))
+    if handle["through"] == "ok" and handle["fresh"] in REFUSED:
+        what = f"fd {fd} ({link}) grants an access a fresh open refuses ({handle['fresh']}): the host's credentials"
+        found.append(Finding("user", True, what))
+    return found
+
+
+def outside(handle: dict[str, Any], host_mounts: set[int]) -> bool:
+    """A directory or file beyond the sandbox's root, or on a mount of the host's that the sandbox does not have."""
+    return bool(handle.get("outside_root")) or (not handle["own_mount"] and handle["mnt_id"] in host_mounts)
+
+
+def where(handle: dict[str, Any], host_mounts: set[int]) -> str:
+    parts = []
+    if not handle["own_mount"] and handle["mnt_id"] in host_mounts:
+        parts.append(f"on mount {handle['mnt_id']} of the host's mount namespace")
+    if handle.get("outside_root"):
+        parts.append(f"outside the sandbox's root ('..' leads to {handle['top']}, the root is {handle['root']})")
+    return " and ".join(parts)
+
+
+def host_mount_ids(host: Host) -> set[int]:
+    return {row[0] for row in host.probe("mountinfo")}
+
+
+@dataclass(frozen=True)
+class Inheritance:
+    """What a sandbox's first process inherited (its channel to the harness aside), and what each of it opens."""
+
+    fds: list[str]
+    findings: list[Finding]
+
+
+INHERITED: WeakKeyDictionary[Sandbox, Inheritance] = WeakKeyDictionary()  # one examination per sandbox
+
+
+def inheritance(sandbox: Sandbox, host: Host) -> Inheritance:
+    """The sandbox's inherited handles, examined once: they are fixed when its probe begins to serve."""
+    if sandbox not in INHERITED:
+        try:
+            handles = sandbox.probe("inherited_handles")
+        except FileNotFoundError as e:
+            pytest.skip(f"the probe could not list the fds it inherited ({e.strerror})")
+        channel = sandbox.channel()
+        inherited = [h for h in handles if (h["dev"], h["ino"]) not in channel]
+        host_mounts = host_mount_ids(host) if any(h["kind"] in ("dir", "file") for h in inherited) else set()
+        found = [f for handle in inherited for f in findings(handle, host_mounts)]
+        INHERITED[sandbox] = Inheritance([f"{h['fd']} {h['link']}" for h in inherited], found)
+    return INHERITED[sandbox]
+
+
+def expect_no_inherited_handle(ns: str, sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """EXPECT no fd the probe inherited (its channel to the harness aside) to open the host's `ns` namespace usably.
+
+    ASSERT first an own `ns` namespace: in the host's, a handle of the host's namespace is the sandbox's own."""
+    verdict.require_own_namespace(ns, sandbox, host)
+    inherited = inheritance(sandbox, host)
+    found = [f for f in inherited.findings if f.namespace == ns]
+    verdict.note(inherited_fds=inherited.fds, refused=[f.what for f in found if not f.usable])
+    verdict.expect(
+        all(not f.usable for f in found),
+        f"the sandbox's first process inherited handles that open the host's {ns} namespace",
+        usable=[f.what for f in found if f.usable],
+    )
+
+
+def expect_cwd_and_root_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """EXPECT the probe's working directory and root inside the sandbox's root and (own) mount namespace."""
+    verdict.require_own_namespace("mnt", sandbox, host)
+    seen = sandbox.probe("cwd_and_root")
+    host_mounts = host_mount_ids(host)
+    for name, facts in seen.items():
+        verdict.expect(
+            facts["own_mount"] and not outside(facts, host_mounts),
+            f"the {'working directory' if name == 'cwd' else 'root'} of the sandbox's first process is "
+            f"{where(facts, host_mounts) or 'on a mount the sandbox does not have'}",
+            **{name: facts["link"], f"{name} mount": facts["mnt_id"]},
+        )

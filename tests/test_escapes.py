@@ -1,0 +1,106 @@
+"""Escape routes beyond namespace identity (docs/escapes.md): each class, made by a leaky native launcher, is
+reported violated in exactly the namespace it opens; a handle the kernel refuses to let the sandbox use is
+evidence in a passing check; the judgement of a handle leaves the harness's own channel out."""
+
+from __future__ import annotations
+
+import pytest
+
+from nsconform.escapes import ATTACH_PREMISE, findings
+from nsconform.namespaces import ALL
+from nsconform.sandbox.native import NativeRuntime
+from tests.conftest import ROOT, check_node
+from tests.test_negative_controls import catalogue
+from tests.test_runtimes import require
+
+CHECKS = str(ROOT / "isolation_checks")
+
+CLASSES = {  # leak of the launcher -> (--nsc-namespaces of the run, the namespace it opens, the check that says so)
+    # inherited handles
+    "nsfs_net": ("net", "net", "net.no_inherited_handle"),
+    "nsfs_ipc": ("ipc", "ipc", "ipc.no_inherited_handle"),
+    "nsfs_uts": ("uts", "uts", "uts.no_inherited_handle"),
+    "nsfs_mnt": ("mnt", "mnt", "mnt.no_inherited_handle"),
+    "nsfs_cgroup": ("cgroup", "cgroup", "cgroup.no_inherited_handle"),
+    "nsfs_time": ("time", "time", "time.no_inherited_handle"),
+    "host_socket": ("net", "net", "net.no_inherited_handle"),
+    "host_root_fd": ("mnt", "mnt", "mnt.no_inherited_handle"),
+    "host_proc_fd": ("pid,mnt", "pid", "pid.no_inherited_handle"),
+    "host_pidfd": ("pid", "pid", "pid.no_inherited_handle"),
+    "host_dir": ("user", "user", "user.no_inherited_handle"),
+    "host_cgroup_fd": ("cgroup,mnt", "cgroup", "cgroup.no_inherited_handle"),
+    "host_cwd": ("mnt", "mnt", "mnt.cwd_and_root_inside"),
+    "host_root_dir": ("mnt", "mnt", "mnt.cwd_and_root_inside"),
+    # views from the wrong namespace (the host's /proc, leak host_proc, predates these: pid and mnt checks answer it)
+    "host_sysfs": ("net,mnt", "net", "net.sysfs_shows_own_links"),
+    "host_mqueue": ("ipc,mnt", "ipc", "ipc.mqueue_mounts_own"),
+    "host_cgroupfs": ("cgroup,mnt", "cgroup", "cgroup.cgroupfs_shows_own_hierarchy"),
+}
+# handles the kernel refuses to let the sandbox use: leak -> (--nsc-namespaces, the check whose evidence says so)
+REFUSED = {
+    "nsfs_user": ("user", "user.no_inherited_handle"),  # no setns into an ancestor user namespace
+    "nsfs_pid": ("pid", "pid.no_inherited_handle"),  # no setns into an ancestor PID namespace
+    "nsfs_net": ("net,user", "net.no_inherited_handle"),  # no CAP_SYS_ADMIN over the host's network namespace
+    "host_pidfd": ("pid,user", "pid.no_inherited_handle"),  # no ptrace access to a host process
+}
+
+
+@pytest.mark.parametrize("leak", CLASSES)
+def test_escape_violates_exactly_the_namespace_it_opens(leak: str, run_suite) -> None:
+    """Every check of the run's namespaces, over all their combinations, on a launcher with this one leak."""
+    namespaces, opened, check = CLASSES[leak]
+    run = run_suite("--nsc-namespaces", namespaces, CHECKS, runtime=NativeRuntime(leaks=frozenset({leak})))
+    expected = {ns: "violated" if ns == opened else "conformant" for ns in namespaces.split(",")}
+    failed = [r["id"] for r in run.report["results"] if r["outcome"] not in ("passed", "skipped")]
+    assert run.verdicts() == expected, failed
+    assert "failed" in run.outcomes(check).values(), failed
+
+
+@pytest.mark.parametrize("leak", REFUSED)
+def test_refused_handle_is_evidence_in_a_pass(leak: str, run_suite) -> None:
+    """The check passes on the combination of all the run's namespaces, and names the refused handle."""
+    namespaces, check = REFUSED[leak]
+    combination = "+".join(sorted(namespaces.split(",")))
+    node = check_node(check, combination)
+    run = run_suite("--nsc-namespaces", namespaces, node, runtime=NativeRuntime(leaks=frozenset({leak})))
+    assert run.outcomes(check) == {combination: "passed"}, run.output
+    assert run.report["results"][0]["evidence"]["refused"], run.report["results"]
+
+
+def test_every_escape_check_has_a_class() -> None:
+    """Every namespace has its inherited-handle check; each of those, and every check of the table, is shown
+    failing by a class."""
+    checks = catalogue()
+    shown = {check for _, _, check in CLASSES.values()}
+    handles = {name for name, spec in checks.items() if spec.attach_unsafe == ATTACH_PREMISE}
+    assert {name.split(".")[0] for name in handles} == set(ALL)
+    assert handles <= shown <= set(checks)
+
+
+def handle(**facts: object) -> dict:
+    return {"fd": 3, "link": "x", "dev": 1, "ino": 2, **facts}
+
+
+def test_findings_judge_each_kind() -> None:
+    """A usable nsfs handle, a refused one, a socket of another namespace, a host directory, a pipe."""
+    net = handle(kind="nsfs", nstype="net", own=False, setns="ok", landed=[4, 1])
+    user = handle(kind="nsfs", nstype="user", own=False, setns="EPERM")
+    sock = handle(kind="socket", own=False)
+    host_dir = handle(kind="dir", fs="0xef53", own_mount=False, mnt_id=27, outside_root=True, top=[1], root=[2])
+    host_dir |= {"through": "ok", "fresh": "ok"}
+    assert [(f.namespace, f.usable) for f in findings(net, set())] == [("net", True)]
+    assert [(f.namespace, f.usable) for f in findings(user, set())] == [("user", False)]
+    assert [(f.namespace, f.usable) for f in findings(sock, set())] == [("net", True)]
+    assert [(f.namespace, f.usable) for f in findings(host_dir, {27})] == [("mnt", True)]
+    assert findings(handle(kind="pipe"), set()) == []
+
+
+@pytest.mark.parametrize("name", ["unshare", "bwrap"])
+def test_runtime_that_keeps_the_hosts_sysfs_is_violated_in_net(name: str, run_suite) -> None:
+    """util-linux unshare (--net --mount) and bwrap (--ro-bind / /) leave the host's sysfs mounted: a true
+    finding, reported in net, not to be weakened."""
+    require(name)
+    combination = "cgroup+ipc+mnt+net+pid+user+uts" if name == "bwrap" else "mnt+net"
+    run = run_suite("--nsc-runtime", name, check_node("net.sysfs_shows_own_links", combination))
+    assert run.outcomes("net.sysfs_shows_own_links") == {combination: "failed"}, run.output
+    assert run.verdicts()["net"] == "violated"

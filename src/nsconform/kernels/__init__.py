@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -103,12 +102,7 @@ class Audit:
         found, image = self.vm_image(entry, progress)
         if self.kvm is None:
             self.kvm = vm.kvm_works(found, image, lambda line: print(f"nsconform: {line}", file=sys.stderr))
-        # The VM's /tmp would show the host's, live (virtme-ng overlays it): a tmpfs of its own keeps the
-        # host's activity out of the run's host audit.
-        script = (
-            f"mount -t tmpfs nsconform-tmp /tmp && echo {runner.BOOTED} $(uname -r) && "
-            f"exec {shlex.join(suite_command(self.suite_args, out))}"
-        )
+        script = vm.script(suite_command(self.suite_args, Path(vm.GUEST_OUT)))
         with vm.scratch(found) as (env, _):
             progress.say(f"booting {image.path} ({'KVM' if self.kvm else 'TCG'})")
             argv = vm.command(found, image, self.kvm, out, script)

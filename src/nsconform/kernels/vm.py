@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import shutil
 import sysconfig
 import tempfile
@@ -23,6 +24,7 @@ from nsconform.kernels import runner
 
 MEMORY = "2G"
 TRIAL_LIMIT_S = 120.0  # a KVM boot takes seconds; one that has not ended by then is taken as not working
+GUEST_OUT = "/run/nsconform/out"  # where the VM sees the run's report directory
 BOOT_LIMIT_S = 600.0  # from vng's start to the VM's first line: a TCG boot takes 15-60 s on 2 cores
 TCG = "the VMs run on TCG, QEMU's emulator (slow)"
 
@@ -80,6 +82,18 @@ def image(path: Path) -> Image:
     return Image(path, modules, boot)
 
 
+def script(suite: list[str]) -> str:
+    """The VM's command: a /tmp of its own (virtme-ng's would show the host's, live, and the host's activity
+    would reach the run's host audit), the suite in a cgroup of its own as on a host (virtme-ng's init
+    leaves every process in the root cgroup), the BOOTED line, then the suite."""
+    return (
+        "mount -t tmpfs nsconform-tmp /tmp && "
+        "{ mkdir /sys/fs/cgroup/nsconform && echo $$ > /sys/fs/cgroup/nsconform/cgroup.procs || "
+        "echo 'nsconform-kernel: the suite stays in the root cgroup'; } && "
+        f"echo {runner.BOOTED} $(uname -r) && exec {shlex.join(suite)}"
+    )
+
+
 @contextmanager
 def scratch(found: Tools) -> Iterator[tuple[dict[str, str], Path]]:
     """vng's environment and a directory for what it writes on the host (its HOME's cache, TMPDIR), removed
@@ -92,9 +106,9 @@ def scratch(found: Tools) -> Iterator[tuple[dict[str, str], Path]]:
 
 
 def command(found: Tools, kernel: Image, kvm: bool, out: Path, script: str) -> list[str]:
-    """The vng command that boots `kernel`, runs `script` (bash) in it, and lets it write in `out`."""
+    """The vng command that boots `kernel` and runs `script` (bash) in it, with `out` writable as GUEST_OUT."""
     argv = [found.vng, "--run", str(kernel.path), "--force-9p", "--cpus", str(len(os.sched_getaffinity(0)))]
-    argv += ["--memory", MEMORY, "--rwdir", str(out)]
+    argv += ["--memory", MEMORY, "--rwdir", f"{GUEST_OUT}={out}"]
     if not kvm:
         argv.append("--disable-kvm")
     if kernel.modules is not None:

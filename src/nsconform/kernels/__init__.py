@@ -76,11 +76,10 @@ def take_limit(suite_args: list[str]) -> tuple[float, list[str]]:
 
 
 def suite_command(suite_args: list[str], out: Path) -> list[str]:
-    """The suite as this Python runs it, reports into `out`, progress counted (console_output_style=count,
-    unbuffered) and no pytest cache written (a VM's root is read-only)."""
+    """The suite as this Python runs it, reports into `out`, its progress counted (console_output_style=count,
+    unbuffered)."""
     return [
-        sys.executable, "-u", "-m", "nsconform", *suite_args,
-        "-p", "no:cacheprovider", "-o", "console_output_style=count", f"--report-dir={out}",
+        sys.executable, "-u", "-m", "nsconform", *suite_args, "-o", "console_output_style=count", f"--report-dir={out}"
     ]
 
 
@@ -126,9 +125,9 @@ class Audit:
         boot_limit_s = vm.BOOT_LIMIT_S if pidns else None
         ended = runner.run(argv, out / LOG, self.limit_s, progress, env=env, pidns=pidns, boot_limit_s=boot_limit_s)
         took = f"{time.monotonic() - started:.0f} s"
-        if ended.timed_out and pidns and not ended.booted:
+        if ended.stopped == "boot":
             return f"did not boot within {vm.BOOT_LIMIT_S:.0f} s, see {out / LOG}"
-        if ended.timed_out:
+        if ended.stopped == "limit":
             return f"stopped at the wall-clock limit ({self.limit_s:.0f} s; {LIMIT_OPTION}), see {out / LOG}"
         if not (out / "conformance.json").is_file():
             last = ended.tail[-1] if ended.tail else "no output"

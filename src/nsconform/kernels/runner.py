@@ -33,8 +33,7 @@ COUNT = re.compile(rb"\[\s*(\d+)/(\d+)\]\s*$")  # pytest's console_output_style=
 @dataclass(frozen=True)
 class Ended:
     status: int  # the exit status; negative: killed by that signal
-    timed_out: bool  # stopped at a limit
-    booted: bool  # the BOOTED line came
+    stopped: str | None  # "boot": at the boot limit, before the BOOTED line; "limit": at the wall-clock limit
     tail: list[str]  # the output's last lines
 
 
@@ -80,7 +79,7 @@ def run(
     started = time.monotonic()
     deadline = started + limit_s
     boot_deadline = None if boot_limit_s is None else started + boot_limit_s
-    timed_out = False
+    stopped = None
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
@@ -94,7 +93,7 @@ def run(
                 while True:
                     left = min(deadline, boot_deadline or deadline) - time.monotonic()
                     if left <= 0 or not selector.select(left):
-                        timed_out = True
+                        stopped = "limit" if boot_deadline is None or deadline <= boot_deadline else "boot"
                         break
                     chunk = os.read(proc.stdout.fileno(), 65536)
                     if not chunk:
@@ -110,7 +109,7 @@ def run(
             if proc.poll() is None:
                 stop(proc, pidns)
             proc.stdout.close()
-    return Ended(proc.wait(), timed_out, boot_limit_s is not None and boot_deadline is None, list(tail))
+    return Ended(proc.wait(), stopped, list(tail))
 
 
 def watch(line: bytes, progress: Progress | None, tail: deque[str]) -> bool:

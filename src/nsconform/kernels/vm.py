@@ -131,10 +131,10 @@ def kvm_works(found: Tools, kernel: Image, say: Callable[[str], None]) -> bool:
         out.mkdir()
         trial = command(found, kernel, True, out, "true")
         ended = runner.run(trial, directory / "trial.log", TRIAL_LIMIT_S, None, env=env, pidns=True)
-    if ended.status == 0 and not ended.timed_out:
+    if ended.status == 0 and ended.stopped is None:
         say("KVM: a trial boot with it worked: the VMs use KVM")
         return True
-    if ended.timed_out:
+    if ended.stopped is not None:
         why = f"no end within {TRIAL_LIMIT_S:.0f} s"
     else:
         why = next((line for line in ended.tail if "error" in line.lower()), ended.tail[-1] if ended.tail else "")

@@ -92,6 +92,34 @@ class Audit:
         self.limit_s = limit_s
         self.kvm: bool | None = None  # decided by trying, at the first VM
 
+    def run_all(self, entries: list[Entry]) -> tuple[list[merge.Host], list[str]]:
+        """Every entry in turn: the matrix's columns (the entries with a report) and the troubles met."""
+        columns: list[merge.Host] = []
+        troubles: list[str] = []
+        for entry in entries:
+            progress = runner.Progress(entry.name)
+            out = self.report_dir / entry.directory
+            for name in (*VIEWS, LOG):  # a report left by an earlier run is not this run's
+                (out / name).unlink(missing_ok=True)
+            try:
+                trouble = self.run_entry(entry, progress)
+            except (EntryError, debian.FetchError, vm.VMError) as e:
+                trouble = str(e)
+            doc = load(out / "conformance.json")
+            if doc is not None:
+                release = str(doc["host"].get("kernel", "?"))
+                label = entry.directory if release == entry.directory else f"{entry.directory} ({release})"
+                columns.append(merge.Host(label, str(out), doc))
+                bad = [f"{ns} {s['verdict']}" for ns, s in doc["summary"].items() if s["verdict"] in FAILING]
+                if bad:
+                    trouble = "; ".join(filter(None, [trouble, "verdicts " + ", ".join(bad)]))
+            elif trouble is None:
+                trouble = f"its report {out / 'conformance.json'} cannot be read"
+            if trouble is not None:
+                progress.say(f"error: {trouble}")
+                troubles.append(f"{entry.name}: {trouble}")
+        return columns, troubles
+
     def run_entry(self, entry: Entry, progress: runner.Progress) -> str | None:
         """Run one entry into its directory; the trouble with it, if any, in a few words."""
         out = self.report_dir / entry.directory
@@ -163,30 +191,11 @@ def run(entries: list[str], suite_args: list[str], report_dir: Path) -> int:
         print(f"nsconform: {e}", file=sys.stderr)
         return 4
     audit = Audit(suite_args, report_dir, limit_s)
-    columns: list[merge.Host] = []
-    troubles: list[str] = []
-    for entry in entries_of(entries):
-        progress = runner.Progress(entry.name)
-        out = report_dir / entry.directory
-        for name in (*VIEWS, LOG):  # a report left by an earlier run is not this run's
-            (out / name).unlink(missing_ok=True)
-        try:
-            trouble = audit.run_entry(entry, progress)
-        except (EntryError, debian.FetchError, vm.VMError) as e:
-            trouble = str(e)
-        doc = load(out / "conformance.json")
-        if doc is not None:
-            release = str(doc["host"].get("kernel", "?"))
-            label = entry.directory if release == entry.directory else f"{entry.directory} ({release})"
-            columns.append(merge.Host(label, str(out), doc))
-            bad = [f"{ns} {s['verdict']}" for ns, s in doc["summary"].items() if s["verdict"] in FAILING]
-            if bad:
-                trouble = "; ".join(filter(None, [trouble, "verdicts " + ", ".join(bad)]))
-        elif trouble is None:
-            trouble = f"its report {out / 'conformance.json'} cannot be read"
-        if trouble is not None:
-            progress.say(f"error: {trouble}")
-            troubles.append(f"{entry.name}: {trouble}")
+    try:
+        columns, troubles = audit.run_all(entries_of(entries))
+    except KeyboardInterrupt:  # each run has been stopped and cleaned up on the way out
+        print("nsconform: --kernels interrupted", file=sys.stderr)
+        return 130
     if columns:
         write_atomic(report_dir / "matrix.html", merge.render_html(columns))
         write_atomic(report_dir / "matrix.md", merge.render_markdown(columns))

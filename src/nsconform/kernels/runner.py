@@ -80,7 +80,7 @@ def run(
     deadline = started + limit_s
     boot_deadline = None if boot_limit_s is None else started + boot_limit_s
     stopped = None
-    with log.open("wb") as out:
+    with log.open("wb", buffering=0) as out:  # unbuffered: the log can be followed as it grows
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,

@@ -20,12 +20,13 @@ REDUCED = ["-n", "2", "--namespaces=uts,pid,ipc"]
 
 
 def nsconform(*args: str, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The console script, with a TMPDIR of its own (tmp_path/tmp) to show what it leaves there."""
+    """The console script, in tmp_path (a working directory under /tmp, which a VM has a tmpfs of its own on),
+    with a TMPDIR of its own (tmp_path/tmp) to show what it leaves there."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir(exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "nsconform", *args],
-        capture_output=True, text=True, timeout=3000, env={**(env or os.environ), "TMPDIR": str(tmpdir)},
+        capture_output=True, text=True, timeout=3000, env={**(env or os.environ), "TMPDIR": str(tmpdir)}, cwd=tmp_path,
     )
 
 

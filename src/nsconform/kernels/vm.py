@@ -83,14 +83,24 @@ def image(path: Path) -> Image:
 
 
 def script(suite: list[str]) -> str:
-    """The VM's command: a /tmp of its own (virtme-ng's would show the host's, live, and the host's activity
-    would reach the run's host audit), the suite in a cgroup of its own as on a host (virtme-ng's init
-    leaves every process in the root cgroup), the BOOTED line, then the suite."""
-    return (
-        "mount -t tmpfs nsconform-tmp /tmp && "
-        "{ mkdir /sys/fs/cgroup/nsconform && echo $$ > /sys/fs/cgroup/nsconform/cgroup.procs || "
-        "echo 'nsconform-kernel: the suite stays in the root cgroup'; } && "
-        f"echo {runner.BOOTED} $(uname -r) && exec {shlex.join(suite)}"
+    """The VM's command (bash), run in nsconform's working directory:
+    - a /tmp of its own: virtme-ng's would show the host's, live, and the host's activity would reach the
+      run's host audit. A working directory under /tmp stays where it was (bound back from under the
+      tmpfs), so that paths relative to it still work and pytest finds its start directory at the end;
+    - the suite in a cgroup of its own, as on a host: virtme-ng's init leaves every process in the root
+      cgroup;
+    - the BOOTED line, then the suite."""
+    return "\n".join(
+        [
+            "set -e",
+            'cwd="$PWD"',
+            "mount -t tmpfs nsconform-tmp /tmp",
+            'case "$cwd" in /tmp/*) mkdir -p "$cwd"; mount --bind . "$cwd"; cd "$cwd";; /tmp) cd /;; esac',
+            "mkdir /sys/fs/cgroup/nsconform && echo $$ > /sys/fs/cgroup/nsconform/cgroup.procs ||"
+            " echo 'nsconform-kernel: the suite stays in the root cgroup'",
+            f"echo {runner.BOOTED} $(uname -r)",
+            f"exec {shlex.join(suite)}",
+        ]
     )
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nsconform needs on a Debian machine, as root: Debian packages (Python, the runtimes
-# the bundled profiles drive, Chromium for the HTML report's test) and a virtualenv in .venv.
+# the bundled profiles drive, Chromium for the HTML report's test, QEMU for --kernels) and a virtualenv
+# in .venv.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +14,7 @@ DEBIAN_PACKAGES=(
   docker.io                                          # the docker profile and --nsc-attach to a container (tests start their own dockerd)
   lxc systemd-container firejail runsc               # the lxc, nspawn, firejail and runsc (gVisor) profiles
   chromium                                           # renders conformance.html in the project's tests
+  qemu-system-x86 kmod file                          # nsconform --kernels: virtme-ng's QEMU, depmod/modprobe, kernel versions
 )
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -38,7 +40,7 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev,kernels]'
 
 # Bytecode caches of the harness, pytest's assertion-rewritten ones included (pip compiled the rest).
 # Where PYTHONDONTWRITEBYTECODE is set, as on these machines, no run writes them, and every pytest

@@ -56,6 +56,7 @@ def test_wheel_installs_one_import_package_with_its_profiles_and_configuration(w
         "nsconform/runtimes/bundled/unshare.toml",
         "nsconform/isolation_checks/uts.py",
         "nsconform/report/schema.json",
+        "nsconform/kernels/__init__.py",
     } <= files
     assert "nsconform/fixtures/sandboxes.py" in files
     assert "pytest11" not in entry_points  # the plugin is never loaded by itself

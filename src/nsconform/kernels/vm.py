@@ -1,0 +1,153 @@
+"""A kernel booted with virtme-ng (`vng`): the host's root shared read-only over 9p, the run's report
+directory writable, the kernel's modules (and its config, where known) exported to the VM alone; KVM
+where it works, else TCG.
+
+The host's /lib/modules is never written: virtme-ng links /lib/modules/<release> to the kernel's own
+modules on a tmpfs inside the VM, and the modules' directory is exported to the VM at its host path
+(virtme-ng's guest hides parts of /var, such as /var/cache, under tmpfs).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsconform.kernels import runner
+
+MEMORY = "2G"
+TRIAL_LIMIT_S = 120.0  # a KVM boot takes seconds; one that has not ended by then is taken as not working
+GUEST_OUT = "/run/nsconform/out"  # where the VM sees the run's report directory
+BOOT_LIMIT_S = 600.0  # from vng's start to the VM's first line: a TCG boot takes 15-60 s on 2 cores
+TCG = "the VMs run on TCG, QEMU's emulator (slow)"
+
+
+class VMError(RuntimeError):
+    """A kernel cannot be booted here (tools missing, image unusable)."""
+
+
+@dataclass(frozen=True)
+class Tools:
+    vng: str
+    path: str  # PATH for vng, which starts virtme-run and QEMU from it
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    modules: Path | None  # a `lib/modules` directory holding lib/modules/<release>, if the kernel has one
+    boot: Path | None  # a directory holding config-<release>, shown to the VM as /boot
+
+
+def tools() -> Tools:
+    """vng (beside this Python's scripts first, then on PATH) and QEMU for this machine, or VMError."""
+    path = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", os.defpath)])
+    vng = shutil.which("vng", path=path)
+    if vng is None:
+        raise VMError("virtme-ng (vng) is not installed: pip install 'nsconform[kernels]'")
+    qemu = f"qemu-system-{platform.machine()}"
+    if shutil.which(qemu, path=path) is None:
+        raise VMError(f"QEMU ({qemu}) is not installed: apt-get install qemu-system-x86")
+    return Tools(vng, path)
+
+
+def image(path: Path) -> Image:
+    """A kernel image given by path: its modules beside it (DIR/lib/modules or DIR/usr/lib/modules in the
+    image's directory or one above it, as `make modules_install INSTALL_MOD_PATH=DIR` or an unpacked .deb
+    lays them out), and config-<release> beside a vmlinuz-<release>."""
+    if not path.is_file():
+        raise VMError(f"no kernel image at {path}")
+    with path.open("rb") as f:
+        head = f.read(0x206)
+    if head[:4] != b"\x7fELF" and head[0x202:0x206] != b"HdrS":
+        raise VMError(f"{path} is not a Linux kernel image (neither a bzImage nor an ELF vmlinux)")
+    path = path.resolve()
+    modules = None
+    for directory in path.parents:
+        if directory == Path("/"):
+            break
+        found = [d for d in (directory / "lib" / "modules", directory / "usr" / "lib" / "modules") if d.is_dir()]
+        if found:
+            modules = found[0]
+            break
+    config = path.parent / path.name.replace("vmlinuz-", "config-", 1)
+    boot = path.parent if path.name.startswith("vmlinuz-") and config.is_file() else None
+    return Image(path, modules, boot)
+
+
+def script(suite: list[str]) -> str:
+    """The VM's command (bash), run in nsconform's working directory:
+    - a /tmp of its own: virtme-ng's would show the host's, live, and the host's activity would reach the
+      run's host audit. A working directory under /tmp stays where it was (bound back from under the
+      tmpfs), so that paths relative to it still work and pytest finds its start directory at the end;
+    - the suite in a cgroup of its own, as on a host: virtme-ng's init leaves every process in the root
+      cgroup;
+    - the BOOTED line, then the suite."""
+    return "\n".join(
+        [
+            "set -e",
+            'cwd="$PWD"',
+            "mount -t tmpfs nsconform-tmp /tmp",
+            'case "$cwd" in /tmp/*) mkdir -p "$cwd"; mount --bind . "$cwd"; cd "$cwd";; /tmp) cd /;; esac',
+            "mkdir /sys/fs/cgroup/nsconform && echo $$ > /sys/fs/cgroup/nsconform/cgroup.procs ||"
+            " echo 'nsconform-kernel: the suite stays in the root cgroup'",
+            f"echo {runner.BOOTED} $(uname -r)",
+            f"exec {shlex.join(suite)}",
+        ]
+    )
+
+
+@contextmanager
+def scratch(found: Tools) -> Iterator[tuple[dict[str, str], Path]]:
+    """vng's environment and a directory for what it writes on the host (its HOME's cache, TMPDIR), removed
+    afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="nsconform-vm-"))
+    try:
+        yield {**os.environ, "PATH": found.path, "HOME": str(directory), "TMPDIR": str(directory)}, directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def command(found: Tools, kernel: Image, kvm: bool, out: Path, script: str) -> list[str]:
+    """The vng command that boots `kernel` and runs `script` (bash) in it, with `out` writable as GUEST_OUT."""
+    argv = [found.vng, "--run", str(kernel.path), "--force-9p", "--cpus", str(len(os.sched_getaffinity(0)))]
+    argv += ["--memory", MEMORY, "--rwdir", f"{GUEST_OUT}={out}"]
+    if not kvm:
+        argv.append("--disable-kvm")
+    if kernel.modules is not None:
+        argv += ["--rodir", str(kernel.modules)]
+    if kernel.boot is not None:
+        argv += ["--rodir", f"/boot={kernel.boot}"]
+    return [*argv, "--exec", script]
+
+
+def kvm_works(found: Tools, kernel: Image, say: Callable[[str], None]) -> bool:
+    """Whether the VMs can use KVM, decided by trying: /dev/kvm must open, and `kernel` must boot with it
+    and run `true`. Says which in one line."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError as e:
+        say(f"KVM: /dev/kvm cannot be opened ({e.strerror}): {TCG}")
+        return False
+    with scratch(found) as (env, directory):
+        out = directory / "out"
+        out.mkdir()
+        trial = command(found, kernel, True, out, "true")
+        ended = runner.run(trial, directory / "trial.log", TRIAL_LIMIT_S, None, env=env, pidns=True)
+    if ended.status == 0 and ended.stopped is None:
+        say("KVM: a trial boot with it worked: the VMs use KVM")
+        return True
+    if ended.stopped is not None:
+        why = f"no end within {TRIAL_LIMIT_S:.0f} s"
+    else:
+        why = next((line for line in ended.tail if "error" in line.lower()), ended.tail[-1] if ended.tail else "")
+        why = f"exit {ended.status}: {why}"
+    say(f"KVM: a trial boot with it failed ({why}): {TCG}")
+    return False

@@ -208,39 +208,15 @@ def test_identity_alone_is_a_hollow_pass() -> None:
     """A namespace whose only passing result is its identity rests on `identity only`; a behavioural pass is
     `behaviour`; nothing passed is `nothing`."""
     made = [
-        Result(
-            id="a",
-            check="uts.namespace_identity",
-            namespace="uts",
-            combination=["uts"],
-            expected="isolated",
-            outcome="passed",
-        ),
-        Result(
-            id="b",
-            check="uts.hostname_private",
-            namespace="uts",
-            combination=["uts"],
-            expected="isolated",
-            outcome="skipped",
-        ),
-        Result(
-            id="c",
-            check="pid.namespace_identity",
-            namespace="pid",
-            combination=["pid"],
-            expected="isolated",
-            outcome="passed",
-        ),
-        Result(
-            id="d",
-            check="pid.init_is_pid_1",
-            namespace="pid",
-            combination=["pid"],
-            expected="isolated",
-            outcome="passed",
-        ),
-    ]
+        Result(id=check, check=check, namespace=check.split(".")[0], combination=[check.split(".")[0]],
+               expected="isolated", outcome=outcome)
+        for check, outcome in (
+            ("uts.namespace_identity", "passed"),
+            ("uts.hostname_private", "skipped"),
+            ("pid.namespace_identity", "passed"),
+            ("pid.init_is_pid_1", "passed"),
+        )
+    ]  # fmt: skip
     found = summarize(made, ["uts", "pid", "ipc"])
     assert found["uts"]["verdict"] == "conformant" and found["uts"]["basis"]["rests_on"] == "identity only"
     assert found["pid"]["basis"] == {"behavioural_passed": 1, "identity_passed": 1, "rests_on": "behaviour"}

@@ -26,7 +26,11 @@ def nsconform(*args: str, tmp_path: Path, env: dict[str, str] | None = None) -> 
     tmpdir.mkdir(exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "nsconform", *args],
-        capture_output=True, text=True, timeout=3000, env={**(env or os.environ), "TMPDIR": str(tmpdir)}, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        env={**(env or os.environ), "TMPDIR": str(tmpdir)},
+        cwd=tmp_path,
     )
 
 
@@ -38,7 +42,7 @@ def vm_leftovers(tmp_path: Path) -> list[str]:
         cmdline = " ".join(process.info["cmdline"] or [])
         if str(tmp_path) in cmdline and ("qemu-system" in cmdline or "vng" in cmdline):
             processes.append(cmdline)
-    files = [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith(("nsconform-vm-", "virtme"))]
+    files = [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith(("vng-", "virtme"))]
     return processes + files
 
 
@@ -118,5 +122,9 @@ def test_each_entry_has_a_report_directory_of_its_own(names: list[str], director
 
 def test_entry_kinds() -> None:
     assert [Entry(n, n).kind for n in ("host", "6.12", "9.9", "./6.1", "bzImage")] == [
-        "host", "series", "series", "image", "image"
+        "host",
+        "series",
+        "series",
+        "image",
+        "image",
     ]

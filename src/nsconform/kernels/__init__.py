@@ -79,7 +79,14 @@ def suite_command(suite_args: list[str], out: Path) -> list[str]:
     """The suite as this Python runs it, reports into `out`, its progress counted (console_output_style=count,
     unbuffered)."""
     return [
-        sys.executable, "-u", "-m", "nsconform", *suite_args, "-o", "console_output_style=count", f"--report-dir={out}"
+        sys.executable,
+        "-u",
+        "-m",
+        "nsconform",
+        *suite_args,
+        "-o",
+        "console_output_style=count",
+        f"--report-dir={out}",
     ]
 
 
@@ -199,8 +206,11 @@ def run(entries: list[str], suite_args: list[str], report_dir: Path) -> int:
     if columns:
         write_atomic(report_dir / "matrix.html", merge.render_html(columns))
         write_atomic(report_dir / "matrix.md", merge.render_markdown(columns))
-        print(f"nsconform: compatibility matrix of {len(columns)} kernel(s): {report_dir / 'matrix.html'}, "
-              f"{report_dir / 'matrix.md'}", file=sys.stderr)
+        print(
+            f"nsconform: compatibility matrix of {len(columns)} kernel(s): {report_dir / 'matrix.html'}, "
+            f"{report_dir / 'matrix.md'}",
+            file=sys.stderr,
+        )
     else:
         for name in merge.FILES:  # an earlier run's matrix is not this run's
             (report_dir / name).unlink(missing_ok=True)

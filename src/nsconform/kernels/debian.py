@@ -79,9 +79,7 @@ def archives() -> list[tuple[str, str]]:
 
 
 def sources_list(release: str) -> str:
-    return "".join(
-        f"deb [signed-by={KEYRING}] {uri} {release}{suffix} main\n" for uri, suffix in archives()
-    )
+    return "".join(f"deb [signed-by={KEYRING}] {uri} {release}{suffix} main\n" for uri, suffix in archives())
 
 
 def field(pattern: str, text: str, what: str) -> str:

@@ -82,7 +82,11 @@ def run(
     stopped = None
     with log.open("wb", buffering=0) as out:  # unbuffered: the log can be followed as it grows
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,
         )
         assert proc.stdout is not None

@@ -108,7 +108,7 @@ def script(suite: list[str]) -> str:
 def scratch(found: Tools) -> Iterator[tuple[dict[str, str], Path]]:
     """vng's environment and a directory for what it writes on the host (its HOME's cache, TMPDIR), removed
     afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="nsconform-vm-"))
+    directory = Path(tempfile.mkdtemp(prefix="vng-"))
     try:
         yield {**os.environ, "PATH": found.path, "HOME": str(directory), "TMPDIR": str(directory)}, directory
     finally:

@@ -136,7 +136,7 @@ class Audit:
         found, image = self.vm_image(entry, progress)
         if self.kvm is None:
             self.kvm = vm.kvm_works(found, image, lambda line: print(f"nsconform: {line}", file=sys.stderr))
-        script = vm.script(suite_command(self.suite_args, Path(vm.GUEST_OUT)))
+        script = vm.script(suite_command(self.suite_args, Path(vm.GUEST_OUT)), vm.kept_paths())
         with vm.scratch(found) as (env, _):
             progress.say(f"booting {image.path} ({'KVM' if self.kvm else 'TCG'})")
             argv = vm.command(found, image, self.kvm, out, script)

@@ -13,6 +13,7 @@ import os
 import platform
 import shlex
 import shutil
+import sys
 import sysconfig
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsconform.kernels import runner
+from nsconform.locations import PACKAGE, checks_dir
 
 MEMORY = "2G"
 TRIAL_LIMIT_S = 120.0  # a KVM boot takes seconds; one that has not ended by then is taken as not working
@@ -82,11 +84,19 @@ def image(path: Path) -> Image:
     return Image(path, modules, boot)
 
 
-def script(suite: list[str]) -> str:
+def kept_paths() -> list[str]:
+    """What the suite in the VM needs of the host's /tmp, should it live there (a checkout or a venv made with
+    mktemp, as a CI job's): the working directory, the interpreter's environment and nsconform's files."""
+    wanted = {os.getcwd(), sys.prefix, str(PACKAGE), str(checks_dir().parent)}
+    return sorted(path for path in wanted if path.startswith("/tmp/"))
+
+
+def script(suite: list[str], keep: list[str]) -> str:
     """The VM's command (bash), run in nsconform's working directory:
     - a /tmp of its own: virtme-ng's would show the host's, live, and the host's activity would reach the
-      run's host audit. A working directory under /tmp stays where it was (bound back from under the
-      tmpfs), so that paths relative to it still work and pytest finds its start directory at the end;
+      run's host audit. The host's paths in `keep` (under /tmp) stay where they were, bound back from the
+      host's /tmp, so that the suite's interpreter and files, and paths relative to the working directory,
+      still work;
     - the suite in a cgroup of its own, as on a host: virtme-ng's init leaves every process in the root
       cgroup;
     - the BOOTED line, then the suite."""
@@ -94,8 +104,14 @@ def script(suite: list[str]) -> str:
         [
             "set -e",
             'cwd="$PWD"',
+            "mkdir -p /run/nsconform-host-tmp",
+            "mount --bind /tmp /run/nsconform-host-tmp",
             "mount -t tmpfs nsconform-tmp /tmp",
-            'case "$cwd" in /tmp/*) mkdir -p "$cwd"; mount --bind . "$cwd"; cd "$cwd";; /tmp) cd /;; esac',
+            f"for path in {shlex.join(keep)}; do" if keep else "for path in; do",
+            '  mkdir -p "$path"; mount --bind "/run/nsconform-host-tmp/${path#/tmp/}" "$path"',
+            "done",
+            "umount -l /run/nsconform-host-tmp",
+            'case "$cwd" in /tmp/*) cd "$cwd";; /tmp) cd /;; esac',
             "mkdir /sys/fs/cgroup/nsconform && echo $$ > /sys/fs/cgroup/nsconform/cgroup.procs ||"
             " echo 'nsconform-kernel: the suite stays in the root cgroup'",
             f"echo {runner.BOOTED} $(uname -r)",

@@ -634,6 +634,7 @@ FS_NAMES = {
 SIOCGSKNS = 0x894C
 PIDFD_GETFD = 438  # the syscall's number, one on every architecture
 O_PATH = 0o10000000
+AT_EMPTY_PATH, STATX_MNT_ID = 0x1000, 0x1000
 NS_FILES = {"pid": "pid_for_children", "time": "time_for_children"}  # where setns lands for these two
 NET_TABLES = ("unix", "netlink", "packet", "tcp", "tcp6", "udp", "udp6", "raw", "raw6")
 
@@ -684,17 +685,35 @@ def fs_name(fd):
 
 
 def fdinfo(fd):
+    """/proc/self/fdinfo/FD's fields; none where the kernel refuses them: before Linux 5.14 a process that
+    became root of a new user namespace may not read its own fdinfo (EACCES: the directory belongs to the
+    host's root, unmapped there)."""
     fields = {}
-    for line in read_text(f"/proc/self/fdinfo/{fd}").splitlines():
+    try:
+        text = read_text(f"/proc/self/fdinfo/{fd}")
+    except PermissionError:
+        return fields
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.strip()
     return fields
 
 
 def mount_id(fd):
-    """The id of the mount fd is on (None where fdinfo does not say, as in gVisor)."""
+    """The id of the mount fd is on: fdinfo's, else statx's (Linux 5.8); None where neither says, as in gVisor."""
     value = fdinfo(fd).get("mnt_id")
-    return None if value is None else int(value)
+    return int(value) if value is not None else statx_mount_id(fd)
+
+
+def statx_mount_id(fd):
+    import ctypes
+
+    buf = (ctypes.c_uint64 * 32)()  # struct statx: 256 bytes, stx_mask first, stx_mnt_id at byte 144
+    try:
+        checked(libc().statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID, buf), "statx")
+    except (OSError, AttributeError):  # AttributeError: a C library without statx
+        return None
+    return buf[144 // 8] if buf[0] & STATX_MNT_ID else None
 
 
 def place(fd):
@@ -829,10 +848,11 @@ def examine(fd, mounts):
     facts = {"fd": fd, "dev": st.st_dev, "ino": st.st_ino, "link": os.readlink(f"/proc/self/fd/{fd}")}
     info = fdinfo(fd)
     facts["mnt_id"] = mount_id(fd)
-    if "Pid" in info:  # a pidfd: 0 where its process is outside this PID namespace
+    if "Pid" in info or facts["link"] == "anon_inode:[pidfd]":  # a pidfd (Pid: 0 where its process is outside)
         import signal
 
-        facts.update(kind="pidfd", pid=int(info["Pid"]), signal=errno_of(signal.pidfd_send_signal, fd, 0))
+        facts.update(kind="pidfd", pid=int(info["Pid"]) if "Pid" in info else None)
+        facts["signal"] = errno_of(signal.pidfd_send_signal, fd, 0)
         facts["getfd"] = errno_of(lambda: os.close(checked(libc().syscall(PIDFD_GETFD, fd, 0, 0), "pidfd_getfd")))
         return facts
     facts["fs"] = fs_name(fd)

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/screenshot.py [--report-dir DIR] [OUT]     (default OUT: docs/images/conformance.png)
 
 Without --report-dir it first runs the suite as the picture shows it (`nsconform -n auto --runtime unshare
---namespaces uts,mnt,ipc,net`: 16 combinations; unshare leaves the host's /dev/shm in place, so ipc is violated) into a
+--namespaces uts,mnt,ipc,net`: 16 combinations; unshare leaves the host's /dev/shm and sysfs in place, so ipc
+and net are violated) into a
 temporary directory; with it, it takes DIR/conformance.html as it is. The screenshot is taken by the
 project's own Chromium helper (tests/chromium.py, as the HTML report's tests do), WIDTH x HEIGHT pixels;
 tests/test_report_views.py checks that the committed picture is such a screenshot.

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from nsconform.hygiene import journal, naming
 from nsconform.kernels import runner
 from nsconform.locations import PACKAGE, checks_dir
 
@@ -123,12 +124,18 @@ def script(suite: list[str], keep: list[str]) -> str:
 @contextmanager
 def scratch(found: Tools) -> Iterator[tuple[dict[str, str], Path]]:
     """vng's environment and a directory for what it writes on the host (its HOME's cache, TMPDIR), removed
-    afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="vng-"))
+    afterwards; recorded in this process's journal first, so that a later run reaps it should this one be
+    killed (nsconform.hygiene.journal)."""
+    record = journal.current()
+    directory = Path(tempfile.gettempdir(), f"vng-{naming.unique('vm')}")
+    with record.holding("path", str(directory)) as entry:
+        directory.mkdir(mode=0o700)
+    record.made_path(entry)
     try:
         yield {**os.environ, "PATH": found.path, "HOME": str(directory), "TMPDIR": str(directory)}, directory
     finally:
         shutil.rmtree(directory)
+        record.removed(entry)
 
 
 def command(found: Tools, kernel: Image, kvm: bool, out: Path, script: str) -> list[str]:

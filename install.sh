@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   lxc systemd-container firejail runsc               # the lxc, nspawn, firejail and runsc (gVisor) profiles
   chromium                                           # renders conformance.html in the project's tests
   qemu-system-x86 kmod file                          # nsconform --kernels: virtme-ng's QEMU, depmod/modprobe, kernel versions
+  udev                                               # --kernels: virtme-ng's guest init finds its script ports through udev on the host's root
+  mmdebstrap                                         # --distros: a Debian release's root filesystem, built without mounting anything on the host
 )
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from nsconform.namespaces import combo_id
 from nsconform.report.schema import validate
 from nsconform.settings import SETTINGS
 
@@ -73,9 +74,7 @@ class SuiteRun:
 
     def outcomes(self, check: str) -> dict[str, str]:
         """combination id -> outcome, for one check."""
-        return {
-            "+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check
-        }
+        return {combo_id(r["combination"]): r["outcome"] for r in self.report["results"] if r["check"] == check}
 
     def verdicts(self) -> dict[str, str]:
         return {ns: entry["verdict"] for ns, entry in self.report["summary"].items()}

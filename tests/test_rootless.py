@@ -27,6 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from nsconform.host.observe import scratch_dir
+from nsconform.namespaces import combo_id
 from tests.conftest import ROOT, validate_written
 
 USER = "nsconform"
@@ -227,7 +228,7 @@ def test_suite_runs_rootless(rootless_user: pwd.struct_passwd, quiet_host: None)
 
     by_check: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
-        by_check.setdefault(r["check"], {})["+".join(r["combination"]) or "none"] = r
+        by_check.setdefault(r["check"], {})[combo_id(r["combination"])] = r
     for check in MUST_PASS:
         outcomes = {combo: r["outcome"] for combo, r in by_check[check].items()}
         assert outcomes and set(outcomes.values()) == {"passed"}, f"{check}: {outcomes}"
@@ -242,7 +243,7 @@ def test_suite_runs_rootless(rootless_user: pwd.struct_passwd, quiet_host: None)
 
     # Where user is not claimed, the sandbox still has a user namespace: "user shared" cannot hold.
     for check in ("user.namespace_identity", "user.id_maps_shared"):
-        unclaimed = {combo: r for combo, r in by_check[check].items() if "user" not in r["combination"]}
+        unclaimed = {combo: r for combo, r in by_check[check].items() if "user" not in (r["combination"] or ())}
         assert unclaimed and all(r["outcome"] == "skipped" for r in unclaimed.values()), check
         assert all(
             "rootless run" in r["reason"] and "its own user namespace" in r["reason"] for r in unclaimed.values()

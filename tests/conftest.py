@@ -16,9 +16,44 @@ import pytest
 from nsconform.namespaces import combo_id
 from nsconform.report.schema import validate
 from nsconform.settings import SETTINGS
+from tests import hostwatch
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
+
+
+HOSTWATCH = pytest.StashKey[hostwatch.Watch]()
+HOST_CHANGES = pytest.StashKey[tuple[list[str], list[str]]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controller (or a serial run) takes the host as the project's tests find it (tests/hostwatch.py)."""
+    if not hasattr(session.config, "workerinput"):
+        session.config.stash[HOSTWATCH] = hostwatch.Watch()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The project's tests put back what they change on the host: the session fails for what it did not."""
+    watch = session.config.stash.get(HOSTWATCH, None)
+    if watch is None:
+        return
+    session.config.stash[HOST_CHANGES] = watch.finish()
+    if session.config.stash[HOST_CHANGES][0] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if HOST_CHANGES not in config.stash:
+        return
+    blamed, others = config.stash[HOST_CHANGES]
+    if blamed:
+        terminalreporter.section("the project's tests changed the host and did not put it back", red=True)
+        for line in blamed:
+            terminalreporter.line(line, red=True)
+    if others:
+        terminalreporter.section("the host changed meanwhile, by other programs' doing (not failed)")
+        for line in others:
+            terminalreporter.line(line)
 
 
 @pytest.fixture

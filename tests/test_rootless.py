@@ -267,3 +267,23 @@ def test_rootless_without_user_namespaces_is_a_usage_error(rootless_user: pwd.st
     assert "run as root, or allow unprivileged user namespaces" in done.stderr
     assert not report
     assert not left, f"the run left behind: {left}"
+
+
+def test_journal_directory_is_the_users_own_where_home_is_roots(rootless_user: pwd.struct_passwd) -> None:
+    """`setpriv --reuid` keeps root's HOME (/root, mode 700), as docs/running.md's rootless command runs: the
+    user's journal directory is then one it may make, in the temporary directory, 0700 and its own."""
+    code = "from nsconform.hygiene import journal; print(journal.directory())"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TMPDIR": tempfile.gettempdir()}
+    expected = Path(tempfile.gettempdir(), f"nsconform-{rootless_user.pw_uid}")
+    existed = expected.exists()
+    try:
+        done = subprocess.run(
+            [*as_user(rootless_user), sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd="/"
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(expected)
+        st = expected.lstat()
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == rootless_user.pw_uid and stat.S_IMODE(st.st_mode) == 0o700
+    finally:
+        if not existed and expected.is_dir():
+            expected.rmdir()

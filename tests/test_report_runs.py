@@ -168,3 +168,16 @@ def test_a_check_on_no_combination_is_n_a_in_its_id_and_every_report(run_suite, 
     cases = {case.get("name") for case in ET.parse(reports / "junit.xml").iter("testcase")}
     assert "uts.hostname_as_declared[n/a]" in cases
     assert "uts.hostname_as_declared[none]" not in cases
+
+
+def test_guarantee_sentences_read_as_text_in_every_report(run_suite, pytester) -> None:
+    """A check's guarantee is its docstring on one line: no report shows a line break as a literal escape."""
+    run = run_suite("--nsc-namespaces", "mnt,net", "--nsc-combinations", "singles", SUITE)
+    sentences = run.report["checks"]
+    assert sentences["mnt.host_mount_does_not_propagate"].startswith("A mount the host makes under its shared mount")
+    reports = pytester.path / "reports"
+    page, markdown = (reports / "conformance.html").read_text(), (reports / "summary.md").read_text()
+    for sentence in sentences.values():
+        assert "\n" not in sentence
+    assert "\\n" not in markdown
+    assert "\\n" not in page.split('<script type="application/json"')[0]

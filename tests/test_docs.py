@@ -1,12 +1,21 @@
 """The documentation stays true: docs/checks.md is what the @guarantee declarations generate, and lists
-every check of a full run; every file the Markdown links to exists; the README stays short."""
+every check of a full run; every file the Markdown links to exists; the README stays short; every table
+renders; figures derived from the catalogue and profiles are current; command blocks tagged `runs` run
+as written (docs/contributing.md, "Before you commit")."""
 
 from __future__ import annotations
 
+import html
+import os
+import pwd
 import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -211,3 +220,97 @@ def test_readme_summary_sample_has_the_columns_summary_md_has() -> None:
     written = summary.render(recorded())
     header = next(line for line in written.splitlines() if line.startswith("| namespace |"))
     assert f"  {header}\n" in (ROOT / "README.md").read_text()
+
+
+@dataclass(frozen=True)
+class Block:
+    """A code block of a page: where it starts, its language (None: a command, an output, a listing), its
+    text and its tag, `<!-- doc-test: runs -->` or `<!-- doc-test: not run: why -->` on the lines above it."""
+
+    page: str
+    line: int
+    language: str | None
+    code: str
+    tag: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+CODE_BLOCK = re.compile(
+    r"(?:<!-- doc-test: (?P<tag>[^>]*?) -->\s*)?"
+    r'<pre data-sourcepos="(?P<line>\d+):\d+-[^"]*"(?: lang="(?P<lang>[\w-]+)")?>'
+    r"<code[^>]*>(?P<code>.*?)</code></pre>",
+    re.S,
+)
+RUNS = "runs"
+RUN_LIMIT_S = 60.0  # a block that takes longer is tagged `not run`
+
+
+def code_blocks() -> list[Block]:
+    """Every code block of the README and docs/ (checks.md is generated and has none)."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        out = cmarkgfm.github_flavored_markdown_to_html(
+            page.read_text(), options=Options.CMARK_OPT_UNSAFE | Options.CMARK_OPT_SOURCEPOS
+        )
+        for m in CODE_BLOCK.finditer(out):
+            code = html.unescape(m.group("code"))
+            found.append(
+                Block(str(page.relative_to(ROOT)), int(m.group("line")), m.group("lang"), code, m.group("tag"))
+            )
+    return found
+
+
+BLOCKS = code_blocks()
+
+
+def test_every_command_block_is_tagged_run_or_not_run() -> None:
+    """A block without a language (commands, outputs, listings) says whether tests/test_docs.py runs it, and
+    why not where it does not; the tagged ones are the blocks that run."""
+    untagged = [b.id for b in BLOCKS if b.language is None and b.tag is None]
+    assert not untagged, "tag each: <!-- doc-test: runs --> or <!-- doc-test: not run: why -->"
+    malformed = [b.id for b in BLOCKS if b.tag is not None and b.tag != RUNS and not b.tag.startswith("not run: ")]
+    assert not malformed
+    assert [b.id for b in BLOCKS if b.tag == RUNS]
+
+
+@contextmanager
+def checkout_copy() -> Iterator[Path]:
+    """The checkout as a block sees it, with a report directory of its own: a directory (readable by every
+    user, as the rootless block needs) of links to every top-level entry but reports/."""
+    with tempfile.TemporaryDirectory(prefix="nsconform-docs-") as scratch:
+        os.chmod(scratch, 0o755)
+        for entry in ROOT.iterdir():
+            if entry.name not in ("reports", ".git", ".pytest_cache"):
+                os.symlink(entry, Path(scratch, entry.name))
+        Path(scratch, "reports").mkdir()
+        yield Path(scratch)
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.tag == RUNS], ids=lambda b: b.id)
+def test_command_block_runs_as_written(block: Block, quiet_host: None) -> None:
+    """The block, as written, in bash (-e: every command must succeed), from a copy of the checkout; what it
+    writes under /tmp that was not there is removed afterwards."""
+    named = set(re.findall(r"(/tmp/[\w.-]+)", block.code))
+    named |= {
+        f"{tempfile.gettempdir()}/nsconform-{user.pw_uid}" for user in pwd.getpwall() if user.pw_name == "nsconform"
+    }
+    existed = {path for path in named if os.path.lexists(path)}
+    try:
+        with checkout_copy() as checkout:
+            done = subprocess.run(
+                ["bash", "-e", "-o", "pipefail", "-c", block.code],
+                cwd=checkout,
+                capture_output=True,
+                text=True,
+                timeout=RUN_LIMIT_S,
+            )
+    finally:
+        for path in named - existed:
+            shutil.rmtree(path, ignore_errors=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

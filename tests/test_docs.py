@@ -314,3 +314,11 @@ def test_command_block_runs_as_written(block: Block, quiet_host: None) -> None:
         for path in named - existed:
             shutil.rmtree(path, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_scripts_run_as_the_docs_show_them() -> None:
+    """docs/runtimes.md runs `scripts/runtime_table.py` directly: it is executable, by the checkout's venv."""
+    done = subprocess.run([ROOT / "scripts" / "runtime_table.py", "--help"], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: runtime_table.py")
+    assert "scripts/runtime_table.py" in (ROOT / "docs" / "runtimes.md").read_text()

@@ -77,6 +77,8 @@ class Watch:
                 header = json.loads(f.readline())
         except (OSError, ValueError):
             return  # gone already (a process that made nothing to keep), or not a journal
+        if not isinstance(header, dict) or not isinstance(header.get("pid"), int) or "token" not in header:
+            return  # no journal header: nothing to tell it by
         try:
             ours = any(parent.pid == self.session for parent in psutil.Process(header["pid"]).parents())
         except psutil.Error:

@@ -4,6 +4,7 @@ as the user wrote them (`--attach` in the command, `--nsc-attach` in pytest)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_a_path_option_after_a_space_is_taken_as_with_equals(tmp_path: Path) -> 
         assert done.returncode == 0, done.stderr + done.stdout[-2000:]
         assert "uts.py::test_hostname_private[uts]" in done.stdout
         assert "tests/" not in done.stdout  # the project's own tests are not collected
-    ids = [[line for line in done.stdout.splitlines() if "::" in line] for done in runs]
+    ids = [[line for line in done.stdout.splitlines() if re.match(r"\S+\.py::", line)] for done in runs]
     assert ids[0] == ids[1]
 
 

@@ -148,7 +148,7 @@ def results_of(namespaces: str) -> int:
         [*PYTEST, "--collect-only", "-q", f"--nsc-namespaces={namespaces}"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
-    return sum(1 for line in done.stdout.splitlines() if "::" in line)
+    return sum(1 for line in done.stdout.splitlines() if re.match(r"\S+\.py::", line))  # not the audit's IPv6
 
 
 def checks_of(namespaces: tuple[str, ...]) -> int:

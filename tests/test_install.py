@@ -22,6 +22,7 @@ from tests.conftest import ROOT
 # argv literal) that is missing here fails test_every_program_the_code_names_is_listed.
 PROGRAMS = {
     "sh": "the docker profile's wrapper; runtime profiles of the tests",
+    "bash": "install.sh; tests/test_docs.py runs the docs' command blocks",
     "tar": "the docker profile imports its root directory",
     "hostname": "the tests' runtime profiles",
     "sleep": "the tests' live workloads (--nsc-attach)",

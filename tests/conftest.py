@@ -6,6 +6,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture
 def quiet_host() -> Iterator[None]:
     """For a test that compares host state before and after it, beyond the journals (the rootless user's
-    processes): no other such test of this run goes on meanwhile. flock on the tests directory itself
-    (no polling, and no lock file left behind)."""
-    fd = os.open(Path(__file__).parent, os.O_RDONLY | os.O_DIRECTORY)
+    processes): no other such test goes on meanwhile, of this run or of another checkout's on the same
+    host (the rootless user is the host's). flock on the temporary directory itself (no polling, and no
+    lock file left behind)."""
+    fd = os.open(tempfile.gettempdir(), os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

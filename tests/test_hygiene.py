@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -273,6 +275,52 @@ def test_killed_controller_with_live_workers_is_reaped_alone(tmp_path: Path) -> 
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     settled(worker)
     assert on_host(worker) == [] and not worker[0].path.exists()
+
+
+def test_a_killed_runs_volume_replaced_by_hand_is_left_with_what_is_in_it(tmp_path: Path) -> None:
+    """The by-hand case of a reused inode: 1. a run SIGKILLed while its sandboxes live; 2. by hand, its mounts
+    in its volumes unmounted and the volumes removed, then at each volume's path a directory of the user's
+    with a file, and a tmpfs where the run had its first mount in it (else in a directory of its own)
+    3. a rerun, which reaps the killed run's journals; 4. EXPECT every directory, file and tmpfs in place"""
+    with announced("NSCONFORM_KILLPOINT", tmp_path, "killpoint") as (fifo, env):
+        run = start_killable(tmp_path, env, "--nsc-namespaces", "uts,pid,mnt,ipc")
+        try:
+            with open(fifo) as announcements:
+                announcements.readline()
+            pids = {run.pid, *(p.pid for p in psutil.Process(run.pid).children(recursive=True))}
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    killed = journals_of(pids)
+    listed = [entry for one in killed for entry in one.left]
+    volumes = [e.name for e in listed if e.kind == "path" and re.search(r"-volume\d+-", os.path.basename(e.name))]
+    assert volumes, [e.name for e in listed]
+    users: list[tuple[str, str]] = []  # (directory, tmpfs mount point) of the user's
+    try:
+        for volume in volumes:
+            table = probe.mountinfo()
+            for point in sorted((row[2] for row in table if row[2].startswith(volume + "/")), key=len, reverse=True):
+                probe.unmount(point, detach=True)
+            shutil.rmtree(volume)
+            os.mkdir(volume)
+            Path(volume, "notes").write_text("the user's\n")
+            recorded = [e.name for e in listed if e.kind == "mount" and e.name.startswith(volume + "/")]
+            point = recorded[0] if recorded else os.path.join(volume, "inner")
+            os.makedirs(point)
+            probe.mount_tmpfs(point, "users-tmpfs")
+            users.append((volume, point))
+        rerun = run_pytest("--nsc-namespaces", "uts", f"--nsc-report-dir={tmp_path / 'rerun'}")
+        assert rerun.returncode == 0, rerun.stdout[-3000:]
+        settled(killed)
+        mounted = {(row[2], row[4]) for row in probe.mountinfo()}
+        for volume, point in users:
+            assert Path(volume, "notes").read_text() == "the user's\n", rerun.stdout[-3000:]
+            assert (point, "users-tmpfs") in mounted, rerun.stdout[-3000:]
+    finally:
+        for volume, point in users:
+            with suppress(OSError):
+                probe.unmount(point, detach=True)
+            shutil.rmtree(volume, ignore_errors=True)
 
 
 def await_pidfd(pid: int, *, kill: bool) -> None:

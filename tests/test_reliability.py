@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from nsconform.host.observe import make_scratch_dir
-from nsconform.hygiene import journal, naming
+from nsconform.hygiene import identity, journal, naming
 from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Launch
 from tests.conftest import ROOT
@@ -202,9 +202,17 @@ BAD_INPUT = [
     (["--nsc-namespaces", ""], "--nsc-namespaces is empty"),
     (["--nsc-namespaces", ","], "--nsc-namespaces is empty"),
     (["--nsc-combinations", "declared"], "needs a runtime profile"),
-    (["--nsc-probe-timeout", "0"], "--nsc-probe-timeout must be positive"),
+    *(
+        (
+            ["--nsc-probe-timeout", value],
+            "--nsc-probe-timeout must be a number of seconds greater than 0 and at most 3600",
+        )
+        for value in ("0", "-1", "nan", "inf", "1e309", "3601")
+    ),
+    (["--nsc-probe-timeout", "soon"], "--nsc-probe-timeout needs a number of seconds, not 'soon'"),
     (["--nsc-runtime", "no-such-runtime"], "no-such-runtime"),
-    (["--nsc-baseline", "/nonexistent/conformance.json"], "--nsc-baseline"),
+    (["--nsc-baseline", "/nonexistent/conformance.json"], "--nsc-baseline /nonexistent/conformance.json: no such file"),
+    (["--nsc-baseline=/proc"], "--nsc-baseline /proc: a directory, not a file"),
 ]
 
 
@@ -240,7 +248,7 @@ def test_scratch_dirs_are_private_and_unpredictable() -> None:
     try:
         assert os.stat(a).st_mode & 0o777 == 0o700
         assert a != b and f"{record.run}-{journal.token()}" in Path(a).name
-        assert first.identity == {"dev": os.stat(a).st_dev, "ino": os.stat(a).st_ino}
+        assert first.identity == {"dev": os.stat(a).st_dev, "ino": os.stat(a).st_ino, **identity.birth(a)}
     finally:
         for path, entry in ((a, first), (b, second)):
             os.rmdir(path)

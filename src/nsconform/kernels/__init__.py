@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import merge
 from nsconform.report.writing import VIEWS, ReportDirError, check_writable, write_atomic
@@ -67,11 +68,10 @@ def take_limit(suite_args: list[str]) -> tuple[float, list[str]]:
         if name != LIMIT_OPTION:
             rest.append(arg)
             continue
-        value = value if eq else next(args, "")
         try:
-            limit = float(value)
-        except ValueError:
-            raise EntryError(f"{LIMIT_OPTION} needs a number of seconds, not {value!r}") from None
+            limit = seconds(LIMIT_OPTION, value if eq else next(args, ""), KERNEL_TIMEOUT_S)
+        except InputError as e:
+            raise EntryError(str(e)) from None
     return limit, rest
 
 

@@ -25,12 +25,13 @@ from nsconform.namespaces import Combination, combo_id
 from nsconform.report.baseline import Baseline, Comparison
 from nsconform.report.conformance import ReportError, describe_runtime, document
 from nsconform.report.results import ResultBook, plain
-from nsconform.report.writing import ReportDirError, check_writable, write_reports
+from nsconform.report.writing import ReportDirError, ReportWriteError, check_writable, write_reports
 from nsconform.runtimes.runtime import always_isolated, attached
 from nsconform.sandbox.sandbox import SandboxError
 from nsconform.settings import SETTINGS, Settings, add_options, from_config, rootless
 
 UNCHECKED = "nsconform_unchecked"
+NOTHING_TO_REPORT = (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)  # sessions that write no report
 HARDENING_SEEN = pytest.StashKey[list[list[str]]]()  # the combinations whose sandbox's hardening was recorded
 JOURNAL = pytest.StashKey[journal.Journal]()
 pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers")
@@ -251,7 +252,11 @@ class Recorder:
     """Collects every result (its own, or the xdist workers') and writes the reports at the end.
 
     Only the controller (or a serial run) writes: it checks at start that --nsc-report-dir is writable
-    and that --nsc-baseline is a report, and at the end fails the session on any regression.
+    and reads --nsc-baseline in full (it may be the very report this run replaces), and at the end fails
+    the session on any regression. A session without a result (collect-only, everything deselected,
+    interrupted before a check ended, a usage or internal error) writes nothing and compares nothing: the
+    report directory stays as it was. Reports that cannot be written end the session with exit status 4
+    and one line saying why (nsconform.report.writing), the earlier set in place.
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -263,6 +268,7 @@ class Recorder:
         self.baseline: Baseline | None = None
         self.comparison: Comparison | None = None
         self.written: list[str] = []
+        self.unwritten = ""  # why the reports could not be written
         if self.controller:
             settings = config.stash[SETTINGS]
             try:
@@ -277,8 +283,8 @@ class Recorder:
                 self.book.add(record)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.controller or not (len(self.book) or self.baseline):
-            return  # workers report to the controller; a run without checks or baseline writes no report
+        if not self.controller or not len(self.book) or session.exitstatus in NOTHING_TO_REPORT:
+            return  # workers report to the controller; a session that ran no check writes nothing
         settings = self.config.stash[SETTINGS]
         results = self.book.results()
         self.comparison = self.baseline.compare(results) if self.baseline else None
@@ -293,7 +299,12 @@ class Recorder:
         )
         if AUDIT in self.config.stash:
             doc["host_audit"] = self.config.stash[AUDIT]
-        self.written = [path.name for path in write_reports(settings.report_dir, doc)]
+        try:
+            self.written = [path.name for path in write_reports(settings.report_dir, doc)]
+        except ReportWriteError as e:
+            self.unwritten = str(e)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
         if (
             self.comparison
             and self.comparison.regressions
@@ -315,3 +326,5 @@ class Recorder:
         if self.written:
             where = self.config.stash[SETTINGS].report_dir
             terminalreporter.write_line(f"nsconform reports in {where}: {', '.join(self.written)}")
+        if self.unwritten:
+            terminalreporter.write_line(f"nsconform: {self.unwritten}", red=True, bold=True)

@@ -208,7 +208,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     combination = combination_of(item)
     if spec is None or combination is None or (report.passed and report.when != "call"):
         return report  # a passing setup or teardown adds nothing to the result the call's record gives
-    outcome, reason = classify(report, call)
+    outcome, reason, later = classify(report, call)
+    evidence = item.stash[VERDICT].evidence if VERDICT in item.stash else {}
     record = {
         "id": item.nodeid,
         "check": spec.name,
@@ -219,7 +220,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "phase": report.when,
         "outcome": outcome,
         "reason": reason,
-        "evidence": item.stash[VERDICT].evidence if VERDICT in item.stash else {},
+        "evidence": {**evidence, "raised after the error": later} if later else evidence,
         "duration_s": round(report.duration, 6),
     }
     sandbox = getattr(item, "funcargs", {}).get("nsconform_sandbox")
@@ -231,21 +232,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[str, str]:
-    """A result's outcome and reason: an AssertionError is a failed guarantee, anything else an error."""
+def classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[str, str, list[str]]:
+    """A result's outcome and reason (an AssertionError is a failed guarantee, anything else an error), and what
+    was raised after the sandbox failed (`first_cause`)."""
     if report.passed:
-        return "passed", ""
+        return "passed", "", []
     if report.skipped:
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        return "skipped", reason.removeprefix("Skipped: ")
+        return "skipped", reason.removeprefix("Skipped: "), []
     excinfo = call.excinfo
-    text = excinfo.exconly() if excinfo else str(report.longrepr)
-    if excinfo is not None and excinfo.errisinstance(AssertionError) and report.when == "call":
-        return "failed", str(excinfo.value)[:2000]
-    if excinfo is not None and excinfo.errisinstance(SandboxError):
-        text = str(excinfo.value)
-    return "error", text[:2000]
+    if excinfo is None:
+        return "error", str(report.longrepr)[:2000], []
+    first, later = first_cause(excinfo.value)
+    if first is not excinfo.value:
+        return "error", str(first)[:2000], later
+    if isinstance(first, AssertionError) and report.when == "call":
+        return "failed", str(first)[:2000], []
+    return "error", (str(first) if isinstance(first, SandboxError) else excinfo.exconly())[:2000], []
+
+
+def first_cause(raised: BaseException) -> tuple[BaseException, list[str]]:
+    """What a check's error began with: the first SandboxError among the exceptions raised while handling
+    others (a cleanup call after the sandbox failed raises "the sandbox is closed" over the timeout that
+    closed it), and, short, each raised after it; `raised` itself where no SandboxError came before it."""
+    chain = [raised]
+    while not chain[-1].__suppress_context__ and chain[-1].__context__ is not None and len(chain) < 20:
+        chain.append(chain[-1].__context__)
+    failed = [i for i, e in enumerate(chain) if isinstance(e, SandboxError)]
+    if not failed or failed[-1] == 0:
+        return raised, []
+    first = failed[-1]  # the deepest: raised first
+    return chain[first], [f"{type(e).__name__}: {e}"[:500] for e in reversed(chain[:first])]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A check whose result is `error` shows as E and counts as an error, as in its report (pytest would call an
+    exception in the test's call a failure); the session's exit status is the same."""
+    if report.when == "call" and report.failed:
+        records = [record for name, record in report.user_properties if name == "nsconform"]
+        if records and records[0]["outcome"] == "error":
+            return "error", "E", "ERROR"
+    return None
 
 
 class Recorder:

@@ -188,6 +188,7 @@ def test_a_sysv_object_with_a_reused_key_and_id_is_left_and_said(tmp_path: Path,
     key = naming.ipc_key() | 0x80000000  # a key printed negative by /proc/sysvipc: read back unsigned
     ident = probe.ipc_create(kind, key)
     try:
+        assert [key, ident] in probe.sysvipc()[kind]  # what the audit lists, its key unsigned
         found = objects.sysv_identity(kind, key, ident)
         forged = {**found, "ctime": found["ctime"] - 3600}
         said, _ = reap_forged(tmp_path, made("sysv", f"{kind} {key:#x}", forged, ipc=kind, key=key))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import fcntl
 import os
+import stat
 from typing import Any
 
 from nsconform.inside import probe
@@ -42,9 +43,12 @@ def birth(path: str) -> dict[str, Any]:
     if buf is not None and buf[0] & STATX_BTIME and (buf[10] or buf[11] & 0xFFFFFFFF):
         found["btime"] = [buf[10], buf[11] & 0xFFFFFFFF]
     try:
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return found  # a device, a FIFO, a link: never opened (opening a device may act on it)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
-        return found  # a symlink, a socket: no generation to read
+        return found
     try:
         value = array.array("l", [0])
         fcntl.ioctl(fd, FS_IOC_GETVERSION, value)

@@ -74,7 +74,7 @@ def test_plain_pytest_never_runs_on_the_packages_configuration_unasked() -> None
         (["--attach", "abc"], "--attach abc: not a process id"),
         (["--probe-timeout=0"], "--probe-timeout must be positive"),
         (["--combinations=declared"], "--combinations declared needs a runtime profile"),
-        (["--kernels=host", "--kernel-timeout", "soon"], "--kernel-timeout soon: not a valid S"),
+        (["--kernels=host", "--kernel-timeout", "soon"], "--kernel-timeout needs a number of seconds, not 'soon'"),
     ],
 )
 def test_messages_name_options_as_the_command_takes_them(tmp_path: Path, args: list[str], message: str) -> None:

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nsconform.locations import CONFIG, checks_dir
 from nsconform.settings import AS_COMMAND, OPTIONS, PREFIX
@@ -27,7 +26,7 @@ HELP = ("-h", "--help")
 
 
 class CommandError(ValueError):
-    """The command line cannot be read: a short option without its value, or with a value of the wrong kind."""
+    """The command line cannot be read: a short option without its value."""
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Command:
 
     pytest_args: list[str]
     report_dir: Path
-    own: dict[str, Any] = field(default_factory=dict)  # options of the command alone (--kernels ...), by name
+    own: dict[str, str] = field(default_factory=dict)  # options of the command alone (--kernels ...), by name
 
 
 def translate(argv: Sequence[str]) -> Command:
@@ -62,10 +61,7 @@ def translate(argv: Sequence[str]) -> Command:
         if option.name == "report-dir":
             command.report_dir = Path.cwd() / value
         elif option.command_only:
-            try:
-                command.own[option.name] = option.type(value)
-            except ValueError:
-                raise CommandError(f"{name} {value}: not a valid {option.metavar}") from None
+            command.own[option.name] = value  # checked where it is used (nsconform.kernels)
         else:
             command.pytest_args.append(f"{PREFIX}{option.name}={value}")
     return command

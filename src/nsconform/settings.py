@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from nsconform import namespaces as ns
+from nsconform.inputs import KERNEL_TIMEOUT_S, PROBE_TIMEOUT_S, InputError, seconds
 from nsconform.locations import CONFIG
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
@@ -74,10 +75,10 @@ OPTIONS = (
     Option("no-host-audit", "do not fail the session when the host differs after it from before it"),
     Option(
         "probe-timeout",
-        "seconds a probe may take before its sandbox is killed and the result is error (default: 10)",
+        f"seconds a probe may take before its sandbox is killed and the result is error, at most "
+        f"{PROBE_TIMEOUT_S:g} (default: 10)",
         "S",
-        10.0,
-        type=float,
+        "10",
     ),
     Option(
         "kernels",
@@ -89,10 +90,10 @@ OPTIONS = (
     ),
     Option(
         "kernel-timeout",
-        "with --kernels: the wall-clock limit of each kernel's run, in seconds (default: 3600)",
+        f"with --kernels: the wall-clock limit of each kernel's run, in seconds, at most {KERNEL_TIMEOUT_S:g} "
+        "(default: 3600)",
         "S",
-        3600.0,
-        type=float,
+        "3600",
         command_only=True,
     ),
 )
@@ -164,11 +165,11 @@ def from_config(config: pytest.Config) -> Settings:
     misread_rootdir(config)
     if runtime.name == "native" and (why := runtime.unavailable()):
         raise pytest.UsageError(why)  # the harness's own runtime cannot work here at all
-    if opt.nsc_probe_timeout <= 0:
-        raise pytest.UsageError(f"--nsc-probe-timeout must be positive, not {opt.nsc_probe_timeout:g}")
-    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None
-    if baseline is not None and not baseline.is_file():
-        raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
+    try:
+        probe_timeout = seconds("--nsc-probe-timeout", opt.nsc_probe_timeout, PROBE_TIMEOUT_S)
+    except InputError as e:
+        raise pytest.UsageError(str(e)) from None
+    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None  # read by the controller at once
     return Settings(
         runtime=runtime,
         namespaces=namespaces,
@@ -176,7 +177,7 @@ def from_config(config: pytest.Config) -> Settings:
         combinations=tuple(combos),
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
-        probe_timeout=opt.nsc_probe_timeout,
+        probe_timeout=probe_timeout,
     )
 
 

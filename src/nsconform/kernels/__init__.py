@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import merge
-from nsconform.report.writing import VIEWS, ReportDirError, check_writable, write_atomic
+from nsconform.report.writing import VIEWS, ReportDirError, ReportWriteError, check_writable, write_set
 from nsconform.settings import option
 
 LIMIT = option("kernel-timeout")
@@ -164,12 +165,13 @@ def load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run(entries: list[str], suite_args: list[str], report_dir: Path, limit_s: float | None = None) -> int:
-    """Each entry's run (each stopped after `limit_s`, by default --kernel-timeout's), then the merged matrix;
-    0 when every kernel has a report and no verdict is violated or error, else 1."""
-    limit_s = LIMIT.default if limit_s is None else limit_s
-    if limit_s <= 0:
-        print(f"nsconform: --{LIMIT.name} must be positive, not {limit_s:g}", file=sys.stderr)
+def run(entries: list[str], suite_args: list[str], report_dir: Path, limit: str | float | None = None) -> int:
+    """Each entry's run (each stopped after `limit` seconds, by default --kernel-timeout's), then the merged
+    matrix; 0 when every kernel has a report and no verdict is violated or error, else 1."""
+    try:
+        limit_s = seconds(f"--{LIMIT.name}", LIMIT.default if limit is None else limit, KERNEL_TIMEOUT_S)
+    except InputError as e:
+        print(f"nsconform: {e}", file=sys.stderr)
         return 4
     if not entries:
         print("nsconform: --kernels lists no kernel", file=sys.stderr)
@@ -187,8 +189,13 @@ def run(entries: list[str], suite_args: list[str], report_dir: Path, limit_s: fl
         print("nsconform: --kernels interrupted", file=sys.stderr)
         return 130
     if columns:
-        write_atomic(report_dir / "matrix.html", merge.render_html(columns))
-        write_atomic(report_dir / "matrix.md", merge.render_markdown(columns))
+        try:
+            write_set(
+                report_dir, {"matrix.html": merge.render_html(columns), "matrix.md": merge.render_markdown(columns)}
+            )
+        except ReportWriteError as e:
+            print(f"nsconform: {e}", file=sys.stderr)
+            return 4
         print(
             f"nsconform: compatibility matrix of {len(columns)} kernel(s): {report_dir / 'matrix.html'}, "
             f"{report_dir / 'matrix.md'}",

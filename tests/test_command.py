@@ -72,7 +72,7 @@ def test_plain_pytest_never_runs_on_the_packages_configuration_unasked() -> None
     ("args", "message"),
     [
         (["--attach", "abc"], "--attach abc: not a process id"),
-        (["--probe-timeout=0"], "--probe-timeout must be positive"),
+        (["--probe-timeout=0"], "--probe-timeout must be a number of seconds greater than 0"),
         (["--combinations=declared"], "--combinations declared needs a runtime profile"),
         (["--kernels=host", "--kernel-timeout", "soon"], "--kernel-timeout needs a number of seconds, not 'soon'"),
     ],

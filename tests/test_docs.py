@@ -245,7 +245,9 @@ CODE_BLOCK = re.compile(
     re.S,
 )
 RUNS = "runs"
-RUN_LIMIT_S = 60.0  # a block that takes longer is tagged `not run`
+# A block runs here where it takes under a minute on an idle machine (others are tagged `not run`); this
+# limit only stops a block that hangs, the machine being shared and its times noisy.
+HANG_LIMIT_S = 600.0
 
 
 def code_blocks() -> list[Block]:
@@ -308,7 +310,7 @@ def test_command_block_runs_as_written(block: Block, quiet_host: None) -> None:
                 cwd=checkout,
                 capture_output=True,
                 text=True,
-                timeout=RUN_LIMIT_S,
+                timeout=HANG_LIMIT_S,
             )
     finally:
         for path in named - existed:

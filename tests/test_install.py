@@ -26,6 +26,8 @@ PROGRAMS = {
     "tar": "the docker profile imports its root directory",
     "hostname": "the tests' runtime profiles",
     "sleep": "the tests' live workloads (--nsc-attach)",
+    "env": "a test profile's command",
+    "touch": "a test container's cleanup command",
     "swapoff": "a probe op's syscall with arguments the kernel rejects",
     "unshare": "the unshare profile; --kernels runs each VM in a PID namespace of its own",
     "nsenter": "the --nsc-attach tests look inside their target",

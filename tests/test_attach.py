@@ -77,7 +77,12 @@ def target_state(pid: int) -> dict[str, Any]:
     return {
         "uts": nsenter(pid, "--uts", "cat", "/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname"),
         "sysvipc": nsenter(pid, "--ipc", "cat", "/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"),
-        "mountinfo": [line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if not_others(line)],
+        # a private copy of a host mount whose point another program removed meanwhile shows as //deleted
+        "mountinfo": [
+            line.replace("//deleted", "")
+            for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+            if not_others(line)
+        ],
         # the host's /dev/shm (unshare makes no private one), where parallel tests come and go: only this run's
         "dev_shm": sorted(name for name in os.listdir(f"/proc/{pid}/root/dev/shm") if journal.token() in name),
         "processes": pid_namespace_members(pid),

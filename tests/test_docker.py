@@ -55,8 +55,9 @@ def stop(daemon: subprocess.Popen, scratch: Path) -> None:
 
 @pytest.fixture(scope="module")
 def docker_host() -> Iterator[str]:
-    """A dockerd of this test's own (no bridge, no iptables, its own data root, exec root, pid file and socket),
-    ready once it says so over NOTIFY_SOCKET; the address for DOCKER_HOST. Skips where it cannot start."""
+    """A dockerd of this test's own (no bridge, no iptables, no forwarding, its own data root, exec root, pid
+    file and socket), ready once it says so over NOTIFY_SOCKET; the address for DOCKER_HOST. Skips where it
+    cannot start."""
     if shutil.which("dockerd") is None or shutil.which("docker") is None:
         pytest.skip("dockerd or docker not found on PATH (install.sh installs docker.io)")
     made, entry = make_scratch_dir("docker")
@@ -71,6 +72,7 @@ def docker_host() -> Iterator[str]:
             "--bridge=none",
             "--iptables=false",
             "--ip6tables=false",
+            "--ip-forward=false",  # dockerd turns the host's net.ipv4.ip_forward on at start otherwise
             f"--data-root={scratch}/data",
             f"--exec-root={scratch}/exec",
             f"--pidfile={scratch}/dockerd.pid",

@@ -48,7 +48,7 @@ class Guarantee:
     references: tuple[str, ...] = ()  # CVE ids, advisories, kernel docs or man pages the guarantee answers
     host_view: str = ""  # what it needs to see of the sandbox's processes from the host; empty: nothing
     name: str = ""
-    doc: str = ""
+    doc: str = ""  # the guarantee: the check's docstring on one line
 
     def applies(self, combination: Combination) -> bool:
         if self.when == "isolated" and self.namespace not in combination:
@@ -100,7 +100,7 @@ def guarantee(
             references=tuple(references),
             host_view=host_view,
             name=f"{module}.{fn.__name__.removeprefix('test_')}",
-            doc=inspect.getdoc(fn) or "",
+            doc=" ".join((inspect.getdoc(fn) or "").split()),  # one sentence, as every report shows it
         )
         if not spec.doc:
             raise ValueError(f"{spec.name}: a check states its guarantee in its docstring")

@@ -21,14 +21,14 @@ from nsconform.guarantees import VERDICT, Guarantee, spec_of
 from nsconform.hygiene import journal
 from nsconform.hygiene.hostguard import AUDIT, HostGuard
 from nsconform.locations import checks_dir
-from nsconform.namespaces import Combination, combo_id
+from nsconform.namespaces import NA, Combination, combo_id
 from nsconform.report.baseline import Baseline, Comparison
 from nsconform.report.conformance import ReportError, describe_runtime, document
 from nsconform.report.results import ResultBook, plain
 from nsconform.report.writing import ReportDirError, ReportWriteError, check_writable, write_reports
 from nsconform.runtimes.runtime import always_isolated, attached
 from nsconform.sandbox.sandbox import SandboxError
-from nsconform.settings import SETTINGS, Settings, add_options, from_config, rootless
+from nsconform.settings import SETTINGS, Settings, add_options, as_written, from_config, rootless
 
 UNCHECKED = "nsconform_unchecked"
 NOTHING_TO_REPORT = (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)  # sessions that write no report
@@ -56,9 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
     collector.register(config)
     config.addinivalue_line("markers", "nsconform_check(spec): a conformance check (set by @guarantee)")
     config.addinivalue_line("markers", f"{UNCHECKED}: a check of a namespace outside --nsc-namespaces (deselected)")
-    config.stash[SETTINGS] = from_config(config)
-    config.stash[HARDENING_SEEN] = []
-    config.pluginmanager.register(Recorder(config), "nsconform-recorder")
+    try:
+        config.stash[SETTINGS] = from_config(config)
+        config.stash[HARDENING_SEEN] = []
+        config.pluginmanager.register(Recorder(config), "nsconform-recorder")
+    except pytest.UsageError as e:
+        raise pytest.UsageError(as_written(config, str(e))) from None
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # an xdist worker journals for its controller's run
         config.stash[JOURNAL] = journal.begin(workerinput["nsconform_run"], workerinput["workerid"])
@@ -118,7 +121,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if spec.declares and all(getattr(declared, field) is None for field in spec.declares):
         reason = f"{spec.name}: the runtime declares no {' or '.join(spec.declares)} ([expect] in its profile)"
         metafunc.parametrize(
-            "nsconform_combination", [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason))], ids=["n/a"]
+            "nsconform_combination", [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason))], ids=[NA]
         )
         return
     marks = []
@@ -138,7 +141,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{spec.name} needs {spec.describe_needs()}: no combination of --nsc-namespaces "
             f"{','.join(settings.namespaces)} with --nsc-combinations {settings.mode} has that"
         )
-        combos = [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason), id="n/a")]
+        combos = [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason), id=NA)]
     metafunc.parametrize("nsconform_combination", combos, ids=combo_id)
 
 
@@ -189,6 +192,12 @@ def combination_of(item: pytest.Item) -> Combination | None:
     return callspec.params.get("nsconform_combination") if callspec else None
 
 
+def not_applicable(item: pytest.Item) -> bool:
+    """Whether the item is a check's one result on no combination (its id `[n/a]`): none of the run's applies."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.id == NA
+
+
 # -- verdicts and reports -----------------------------------------------------------------------
 
 
@@ -214,7 +223,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "id": item.nodeid,
         "check": spec.name,
         "namespace": spec.namespace,
-        "combination": sorted(combination),
+        "combination": None if not_applicable(item) else sorted(combination),
         "expected": spec.expected(combination),
         "guarantee": spec.doc,
         "phase": report.when,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,8 @@ from typing import Any
 import pytest
 
 from nsconform import namespaces as ns
-from nsconform.inputs import PROBE_TIMEOUT_S, InputError, seconds
+from nsconform.inputs import KERNEL_TIMEOUT_S, PROBE_TIMEOUT_S, InputError, seconds
+from nsconform.locations import CONFIG
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
@@ -30,6 +33,7 @@ class Option:
     default: Any = None
     choices: tuple[str, ...] | None = None
     type: Callable[[str], Any] = str
+    command_only: bool = False  # an option of the `nsconform` command alone, which pytest never sees
 
     @property
     def dest(self) -> str:
@@ -76,7 +80,31 @@ OPTIONS = (
         "S",
         "10",
     ),
+    Option(
+        "kernels",
+        "run the suite once per kernel of a comma list: host, a Debian kernel series (5.10, 6.1, 6.12) or a "
+        "kernel image's path, each in a VM but host; reports in REPORT_DIR/<entry>/, merged into "
+        "REPORT_DIR/matrix.html and matrix.md",
+        "LIST",
+        command_only=True,
+    ),
+    Option(
+        "kernel-timeout",
+        f"with --kernels: the wall-clock limit of each kernel's run, in seconds, at most {KERNEL_TIMEOUT_S:g} "
+        "(default: 3600)",
+        "S",
+        "3600",
+        command_only=True,
+    ),
 )
+
+
+def option(name: str) -> Option:
+    """The option of the table called `name`."""
+    return next(o for o in OPTIONS if o.name == name)
+
+
+AS_COMMAND = PREFIX + "as-command"  # given by the `nsconform` command: messages name its options
 
 
 @dataclass(frozen=True)
@@ -92,7 +120,10 @@ class Settings:
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("nsconform", "namespace isolation conformance (nsconform)")
+    group.addoption(AS_COMMAND, dest="nsc_as_command", action="store_true", help=argparse.SUPPRESS)
     for option in OPTIONS:
+        if option.command_only:
+            continue
         if option.metavar is None:
             group.addoption(PREFIX + option.name, dest=option.dest, action="store_true", help=option.help)
         else:
@@ -150,6 +181,15 @@ def from_config(config: pytest.Config) -> Settings:
     )
 
 
+def as_written(config: pytest.Config, message: str) -> str:
+    """A message that names options as the user wrote them: run by the `nsconform` command, `--attach` rather
+    than `--nsc-attach`."""
+    if not config.getoption("nsc_as_command", False):
+        return message
+    names = "|".join(re.escape(option.name) for option in OPTIONS)
+    return re.sub(rf"{re.escape(PREFIX)}({names})\b(?!-)", r"--\1", message)
+
+
 def attach_to(value: str, base: Runtime | None) -> AttachRuntime:
     """--nsc-attach PID, checked: the process exists and this user may read (so enter) its namespaces."""
     try:
@@ -162,26 +202,30 @@ def attach_to(value: str, base: Runtime | None) -> AttachRuntime:
 def misread_rootdir(config: pytest.Config) -> None:
     """pytest picks its rootdir (and so its configuration) before plugins add options: in `--nsc-report-dir DIR`
     it takes DIR, if it exists, for a path to test, and may look for its configuration there. A value
-    written after a space that names an existing path outside the rootdir may so have led pytest
-    elsewhere than the run's own arguments: a usage error naming the option to write with '='."""
+    written after a space that names an existing path outside the rootdir, or that led pytest to the
+    package's own configuration, may so have led it elsewhere than the run's own arguments: a usage error
+    naming the option to write with '='."""
     if hasattr(config, "workerinput"):
         return  # an xdist worker is handed the controller's rootdir, which the controller checked
     if config.getoption("rootdir") or config.getoption("inifilename"):
         return  # given, not chosen from the arguments
     here = config.invocation_params.dir
     names = {PREFIX + option.name for option in OPTIONS if option.metavar is not None}
+    # the package's own configuration, found from a path in the package (a bundled profile), is never the
+    # one a plain pytest run means: only the `nsconform` command runs on it, and names it with -c
+    packaged = config.inipath is not None and Path(config.inipath).resolve() == CONFIG.resolve()
     spaced = [
         f"{name}={value}"
         for name, value in itertools.pairwise(config.invocation_params.args)
         if name in names
         and os.path.exists(path := os.path.join(here, value))
-        and (config.inipath is None or not inside(path, config.rootpath))
+        and (config.inipath is None or packaged or not inside(path, config.rootpath))
     ]
     if spaced:
         raise pytest.UsageError(
-            f"an option value after a space names a path outside the rootdir {config.rootpath} "
-            f"(configuration: {config.inipath or 'none'}), which pytest may have taken for a path to test "
-            f"when it chose them; write {', '.join(spaced)}"
+            f"an option value after a space names a path, which pytest may have taken for a path to test when it "
+            f"chose its rootdir ({config.rootpath}) and configuration ({config.inipath or 'none'}); "
+            f"write {', '.join(spaced)}"
         )
 
 

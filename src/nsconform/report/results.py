@@ -17,7 +17,7 @@ class Result:
     id: str
     check: str
     namespace: str
-    combination: list[str]
+    combination: list[str] | None  # None: the check applies to no combination of the run ([n/a])
     expected: str
     outcome: str
     reason: str = ""
@@ -31,6 +31,11 @@ class Result:
 def label(result: dict[str, Any]) -> str:
     """A result's short, stable name: its check and combination, e.g. `uts.hostname_private[pid+uts]`."""
     return f"{result['check']}[{combo_id(result['combination'])}]"
+
+
+def order(result: Result) -> tuple[str, str, int, list[str]]:
+    """Results by namespace, check, then combination (smallest first; n/a first)."""
+    return result.namespace, result.check, len(result.combination or ()), result.combination or []
 
 
 def plain(text: Any, limit: int = 0) -> str:
@@ -73,7 +78,7 @@ class ResultBook:
             current.reason = record["reason"]
 
     def results(self) -> list[Result]:
-        return sorted(self._results.values(), key=lambda r: (r.namespace, r.check, len(r.combination), r.combination))
+        return sorted(self._results.values(), key=order)
 
     def hardening(self) -> list[dict[str, Any]]:
         """What confined the probe beyond its namespaces (capability sets, seccomp, no_new_privs, read-only file

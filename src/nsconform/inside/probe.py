@@ -942,6 +942,211 @@ def cgroup_views():
     return views
 
 
+# -- reach: device nodes, host knobs and socket files (the devices, knobs and sockets areas) -------------
+# Each of these only looks (lstat, statvfs, faccessat), except open_device (a read-only, non-blocking open of
+# one node the harness names, closed at once) and mknod_block (a node made and removed in a harness scratch dir).
+
+WALK_LIMIT = 4096  # entries a walk looks at, at most
+WALK_DEPTH = 6
+DEVICE_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# Classes never opened, whatever the harness asks: opening them acts. A watchdog starts counting down, snapshot
+# prepares hibernation, a tty, console or pty may change line state; rtc is exclusive; a tape rewinds.
+NEVER_OPENED = ("tty", "console", "vc", "vcs", "pts", "ptm", "ptmx", "watchdog", "snapshot", "rtc", "st", "ht")
+NEVER_OPENED_MISC = {130: "watchdog", 231: "snapshot", 135: "rtc"}
+AT_FDCWD, AT_EACCESS = -100, 0x200
+
+
+def walk(roots, want, root="/", limit=WALK_LIMIT, depth=WALK_DEPTH):
+    """lstat every entry under the directories `roots` (or the entry itself when one is not a directory), seen
+    from `root` (/proc/PID/root for another process's view), without following a link, at most `limit` entries
+    and `depth` levels; returns ([path, stat] of each whose mode `want` accepts, whether the walk was cut short).
+    Paths are as seen from `root`."""
+    import stat
+
+    found, seen, visited = [], 0, set()
+    todo = [(path, 0) for path in roots]
+    while todo:
+        path, level = todo.pop()
+        try:
+            st = os.lstat(root.rstrip("/") + path)
+        except OSError:
+            continue
+        seen += 1
+        if seen > limit:
+            return found, True
+        if want(st.st_mode):
+            found.append([path, st])
+        if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in visited or level >= depth:
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        try:
+            names = os.listdir(root.rstrip("/") + path)
+        except OSError:
+            continue
+        todo.extend((path.rstrip("/") + "/" + name, level + 1) for name in sorted(names, reverse=True))
+    return found, False
+
+
+def mount_table(path="/proc/self/mountinfo"):
+    """Every mount of a mountinfo file: its mount point, the root of the filesystem it shows, its type and
+    source, and its per-mount and superblock options."""
+    table = []
+    for line in read_text(path).splitlines():
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        table.append(
+            {
+                "point": unescape(fields[4]),
+                "root": unescape(fields[3]),
+                "options": fields[5].split(","),
+                "fstype": rest[0],
+                "source": rest[1],
+                "super": rest[2].split(",") if len(rest) > 2 else [],
+            }
+        )
+    return table
+
+
+def device_classes(kind):
+    """major -> driver name of the kernel's character (kind 'c') or block ('b') devices, from /proc/devices."""
+    names, section = {}, None
+    try:
+        text = read_text("/proc/devices")
+    except OSError:
+        return names
+    for line in text.splitlines():
+        if line.startswith("Character"):
+            section = "c"
+        elif line.startswith("Block"):
+            section = "b"
+        elif line.strip() and section == kind:
+            major, name = line.split(None, 1)
+            names.setdefault(int(major), name.strip())
+    return names
+
+
+def device_class(kind, major, minor, classes=None):
+    """A device's class: its driver's name from /proc/devices, with the minor for the mem and misc majors,
+    whose minors are different devices ('mem/3' is /dev/null, 'misc/229' /dev/fuse); '' where unknown."""
+    name = (classes if classes is not None else device_classes(kind)).get(major, "")
+    if kind == "c" and name in ("mem", "misc"):
+        return f"{name}/{minor}"
+    return name
+
+
+def never_opened(kind, major, minor, cls):
+    """Whether a device is of a class this probe never opens (NEVER_OPENED), whatever it is asked."""
+    if kind == "c" and cls.startswith("misc/"):
+        return minor in NEVER_OPENED_MISC
+    base = cls.split("/")[-1]
+    return kind == "c" and (cls in NEVER_OPENED or base in NEVER_OPENED or base.startswith("tty") or major in (4, 5))
+
+
+@op
+def device_nodes(roots=("/dev",), root="/", limit=WALK_LIMIT):
+    """Every device node under `roots` (walk): [path, 'c' or 'b', major, minor, mode, uid, gid, class]; and
+    whether the walk was cut short."""
+    import stat
+
+    found, cut = walk(roots, lambda mode: stat.S_ISCHR(mode) or stat.S_ISBLK(mode), root, limit)
+    classes = {"c": device_classes("c"), "b": device_classes("b")}
+    nodes = []
+    for path, st in found:
+        kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        cls = device_class(kind, major, minor, classes[kind])
+        nodes.append([path, kind, major, minor, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, cls])
+    return {"nodes": nodes, "cut_short": cut}
+
+
+@op
+def open_device(path, kind, major, minor):
+    """Open device node `path`, which must still be the `kind` device major:minor, O_RDONLY|O_NONBLOCK|O_NOCTTY|
+    O_CLOEXEC, and close it at once: 'ok' or the errno's name. Never a class of NEVER_OPENED (EPERM)."""
+    import stat
+
+    st = os.lstat(path)
+    is_kind = stat.S_ISCHR(st.st_mode) if kind == "c" else stat.S_ISBLK(st.st_mode)
+    if not is_kind or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (major, minor):
+        raise OSError(116, f"{path} is no longer the {kind} device {major}:{minor}")  # ESTALE
+    if never_opened(kind, major, minor, device_class(kind, major, minor)):
+        raise OSError(1, f"the probe never opens {path}: opening a device of its class acts")
+    return errno_of(lambda: os.close(os.open(path, DEVICE_OPEN | os.O_NOFOLLOW)))
+
+
+@op
+def mknod_block(directory, major, minor):
+    """In a new directory under `directory` (a harness scratch dir), mknod a block device major:minor (0600),
+    open it read-only (as open_device), then remove both: {"mknod": 'ok' or errno name, "open": ... or None}."""
+    import stat
+    import tempfile
+
+    place = tempfile.mkdtemp(prefix="mknod-", dir=directory)
+    node = os.path.join(place, "block")
+    try:
+        made = errno_of(os.mknod, node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        opened = errno_of(lambda: os.close(os.open(node, DEVICE_OPEN | os.O_NOFOLLOW))) if made == "ok" else None
+        return {"mknod": made, "open": opened}
+    finally:
+        if os.path.lexists(node):
+            os.unlink(node)
+        os.rmdir(place)
+
+
+@op
+def knob_facts(paths):
+    """Per path: whether it exists, its filesystem, mode and owner, whether its mount or filesystem is
+    read-only, and what faccessat(W_OK, AT_EACCESS) says (the kernel's own permission rule, without an open);
+    never opened for writing."""
+    facts = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            facts[path] = {"exists": False, "stat": errno_name(e)}
+            continue
+        try:
+            fd = os.open(path, O_PATH | os.O_CLOEXEC)
+        except OSError as e:
+            facts[path] = {"exists": True, "stat": errno_name(e)}
+            continue
+        try:
+            fs = fs_name(fd)
+        finally:
+            os.close(fd)
+        facts[path] = {
+            "exists": True,
+            "fs": fs,
+            "mode": st.st_mode & 0o7777,
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "read_only": bool(os.statvfs(path).f_flag & 1),  # ST_RDONLY: the mount's flag or the superblock's
+            "access_w": errno_of(access_w, path),
+        }
+    return facts
+
+
+def access_w(path):
+    """faccessat(path, W_OK, AT_EACCESS): checked with the effective ids, as a write would be (the kernel's
+    faccessat2 since Linux 5.8; the C library emulates the flag on older kernels)."""
+    checked(libc().faccessat(AT_FDCWD, path.encode(), 2, AT_EACCESS), f"faccessat {path}")  # W_OK
+
+
+@op
+def mount_facts():
+    """mount_table() of this process's mount namespace."""
+    return mount_table()
+
+
+@op
+def socket_files(roots, limit=WALK_LIMIT):
+    """[path, device, inode] of every Unix socket file under `roots` (walk), and whether the walk was cut short."""
+    import stat
+
+    found, cut = walk(roots, stat.S_ISSOCK, "/", limit)
+    return {"sockets": [[path, st.st_dev, st.st_ino] for path, st in found], "cut_short": cut}
+
+
 # -- the loop -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,129 @@
+"""The host's global knobs that run code on the host, and the kernel's own rule for who may write them.
+
+A knob is never opened for writing. Inside a sandbox its reach is what faccessat(W_OK, AT_EACCESS) says (the
+kernel's permission and read-only checks, without an open), plus, for a cgroup v1 `release_agent`, the check
+its write handler makes (CVE-2022-0492, fixed in Linux 5.17 and the stable series: CAP_SYS_ADMIN over the
+initial user namespace). Under --nsc-attach the same rule is computed from the target's facts: its mount
+flags, the knob's owner and mode, and the target's credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# name -> (path, the filesystem it must be on to be the knob itself, not something mounted over it)
+KNOBS: dict[str, tuple[str, str]] = {
+    "core_pattern": ("/proc/sys/kernel/core_pattern", "proc"),  # a |pipe runs as root on the host at a crash
+    "modprobe": ("/proc/sys/kernel/modprobe", "proc"),  # run as root on the host for an unknown module
+    "uevent_helper": ("/sys/kernel/uevent_helper", "sysfs"),  # run as root on the host at every uevent
+    "sysrq-trigger": ("/proc/sysrq-trigger", "proc"),  # reboots, crashes, kills every process
+}
+RELEASE_AGENT = "release_agent"  # a cgroup v1 hierarchy's root: run as root on the host when a cgroup empties
+ALL = (*KNOBS, RELEASE_AGENT)
+CAP_DAC_OVERRIDE, CAP_SYS_ADMIN = 1, 21
+SYSCTLS = "/proc/sys/"
+REFERENCES = {
+    "core_pattern": "core(5)",
+    "modprobe": "Linux Documentation/admin-guide/sysctl/kernel.rst",
+    "uevent_helper": "Linux Documentation/ABI/testing/sysfs-kernel-uevent_helper",
+    "sysrq-trigger": "Linux Documentation/admin-guide/sysrq.rst",
+    RELEASE_AGENT: "CVE-2022-0492",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who root inside is to the kernel when it checks a knob's write."""
+
+    uid: int  # the effective uid, as the host knows it (mapped through the user namespace)
+    gid: int
+    cap_eff: int  # the effective capability set
+    initial_userns: bool  # whether the process is in the host's user namespace
+
+    def holds(self, cap: int) -> bool:
+        return bool(self.cap_eff >> cap & 1)
+
+    def to_json(self) -> dict:
+        return {
+            "host_uid": self.uid,
+            "host_gid": self.gid,
+            "cap_eff": f"{self.cap_eff:016x}",
+            "initial_user_namespace": self.initial_userns,
+        }
+
+
+def outside_id(inside: int, id_map: Iterable[Iterable[int]]) -> int | None:
+    """The host id that `inside` maps to by uid_map or gid_map lines (inside, outside, count); None if unmapped."""
+    for first, outside, count in id_map:
+        if first <= inside < first + count:
+            return outside + inside - first
+    return None
+
+
+def release_agents(mount_table: Iterable[dict]) -> list[str]:
+    """The release_agent of every cgroup v1 hierarchy mounted at its root (the file exists only there)."""
+    return sorted(
+        {m["point"].rstrip("/") + "/release_agent" for m in mount_table if m["fstype"] == "cgroup" and m["root"] == "/"}
+    )
+
+
+def knob_paths(name: str, mount_table: Iterable[dict]) -> list[str]:
+    return release_agents(mount_table) if name == RELEASE_AGENT else [KNOBS[name][0]]
+
+
+def expected_fs(name: str) -> str:
+    return "cgroup" if name == RELEASE_AGENT else KNOBS[name][1]
+
+
+def dac_permits(facts: dict, creds: Credentials, path: str) -> bool:
+    """The kernel's permission rule for a write to a knob file: the owner's, group's or others' bits by who the
+    caller is, and CAP_DAC_OVERRIDE over the initial user namespace (the knobs are owned by the host's root),
+    except for sysctls, which check the ids alone (proc_sys_permission)."""
+    mode = facts["mode"]
+    if creds.uid == facts["uid"]:
+        bits = mode >> 6
+    elif creds.gid == facts["gid"]:
+        bits = mode >> 3
+    else:
+        bits = mode
+    if bits & 0o2:
+        return True
+    return not path.startswith(SYSCTLS) and creds.initial_userns and creds.holds(CAP_DAC_OVERRIDE)
+
+
+def handler_permits(name: str, creds: Credentials) -> bool:
+    """What the knob's write handler checks beyond the file's permission: release_agent wants CAP_SYS_ADMIN
+    over the initial user namespace (CVE-2022-0492); the others nothing."""
+    return name != RELEASE_AGENT or (creds.initial_userns and creds.holds(CAP_SYS_ADMIN))
+
+
+@dataclass(frozen=True)
+class Reach:
+    """One knob file as the sandbox sees it, judged."""
+
+    path: str
+    writable: bool
+    why: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "writable": self.writable, "why": self.why}
+
+
+def judge(name: str, path: str, facts: dict, creds: Credentials, *, behaviour: bool) -> Reach:
+    """Whether root inside may write knob file `path`: by the kernel's faccessat inside (`behaviour`), else by
+    the rule from the facts (read-only mount, owner and mode, credentials); then the handler's own check."""
+    if facts.get("fs") != expected_fs(name):
+        return Reach(path, False, f"masked: {facts.get('fs')} is mounted over it, not the {expected_fs(name)} knob")
+    if behaviour:
+        access = facts["access_w"]
+        if access != "ok":
+            return Reach(path, False, f"faccessat(W_OK) inside: {access}")
+    elif facts["read_only"]:
+        return Reach(path, False, "its mount is read-only")
+    elif not dac_permits(facts, creds, path):
+        return Reach(path, False, f"mode {facts['mode']:o}, owner {facts['uid']}: no write for host uid {creds.uid}")
+    if not handler_permits(name, creds):
+        return Reach(path, False, "writable, but its write handler wants CAP_SYS_ADMIN over the initial user namespace")
+    how = "faccessat(W_OK) inside succeeds" if behaviour else "a read-write mount, and mode and credentials allow it"
+    return Reach(path, True, how + ("" if name != RELEASE_AGENT else ", with CAP_SYS_ADMIN over the host"))

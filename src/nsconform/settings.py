@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from nsconform import areas as area_names
 from nsconform import namespaces as ns
-from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
+from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, declared_hardening, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
 SETTINGS = pytest.StashKey["Settings"]()
@@ -55,6 +56,12 @@ OPTIONS = (
         ",".join(ns.DEFAULT),
     ),
     Option(
+        "areas",
+        f"comma list of hardening areas to judge in the runtime's as-shipped sandbox, or none (default: every area "
+        f"the runtime's profile declares in [hardening]; known: {','.join(area_names.ALL)})",
+        "LIST",
+    ),
+    Option(
         "combinations",
         "all subsets, singles (each alone, none and all) or declared (the profile's isolates); "
         "default: all where the runtime can build any combination, else declared",
@@ -87,6 +94,7 @@ class Settings:
     report_dir: Path
     baseline: Path | None
     probe_timeout: float
+    areas: tuple[str, ...] = ()  # the hardening areas judged (nsconform.areas)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -128,7 +136,8 @@ def from_config(config: pytest.Config) -> Settings:
         # what the runtime builds of each: a bundle always isolates mnt, a matrix only what it has flags for
         built = (runtime.buildable(combo) for combo in ns.matrix(namespaces, mode, runtime.isolates))
         combos = list({ns.combo_id(combo): combo for combo in built}.values())
-    except (ns.NamespaceError, RuntimeSpecError, AttachError) as e:
+        areas = declared_hardening(runtime).areas if opt.nsc_areas is None else area_names.parse_list(opt.nsc_areas)
+    except (ns.NamespaceError, RuntimeSpecError, AttachError, area_names.AreaError) as e:
         raise pytest.UsageError(str(e)) from None
     misread_rootdir(config)
     if runtime.name == "native" and (why := runtime.unavailable()):
@@ -146,6 +155,7 @@ def from_config(config: pytest.Config) -> Settings:
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
         probe_timeout=opt.nsc_probe_timeout,
+        areas=areas,
     )
 
 

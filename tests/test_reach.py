@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from nsconform.host import sockdiag
-from nsconform.inside import probe
+from nsconform.inside.areas import devices as device_probe
+from nsconform.inside.areas import knobs as knob_probe
+from nsconform.inside.areas import sockets as socket_probe
 from nsconform.reach import devices, knobs, sockets
 from nsconform.reach.devices import Node
 from nsconform.reach.knobs import Credentials
@@ -58,7 +60,7 @@ def test_allowlist_holds_no_class_the_probe_never_opens() -> None:
     for cls in devices.OPENABLE_CHAR:
         major = 10 if cls.startswith("misc/") else 1
         minor = int(cls.split("/")[1]) if "/" in cls and cls.split("/")[1].isdigit() else 0
-        assert not probe.never_opened("c", major, minor, cls), cls
+        assert not device_probe.never_opened("c", major, minor, cls), cls
 
 
 def test_device_roots_add_devtmpfs_and_bound_nodes() -> None:
@@ -73,7 +75,7 @@ def test_device_roots_add_devtmpfs_and_bound_nodes() -> None:
 
 
 def test_probe_lists_device_nodes_with_their_class() -> None:
-    listed = probe.device_nodes()
+    listed = device_probe.device_nodes()
     by_path = {row[0]: row for row in listed["nodes"]}
     assert by_path["/dev/null"][1:4] == ["c", 1, 3]
     assert by_path["/dev/null"][7] == "mem/3"
@@ -81,19 +83,19 @@ def test_probe_lists_device_nodes_with_their_class() -> None:
 
 
 def test_probe_open_device_refuses_never_opened_and_changed_nodes() -> None:
-    assert probe.open_device("/dev/null", "c", 1, 3) == "ok"
+    assert device_probe.open_device("/dev/null", "c", 1, 3) == "ok"
     with pytest.raises(OSError) as refused:
-        probe.open_device("/dev/tty", "c", 5, 0)
+        device_probe.open_device("/dev/tty", "c", 5, 0)
     assert refused.value.errno == 1
     with pytest.raises(OSError) as stale:
-        probe.open_device("/dev/null", "c", 1, 5)  # not the device it was
+        device_probe.open_device("/dev/null", "c", 1, 5)  # not the device it was
     assert stale.value.errno == 116
 
 
 def test_probe_mknod_block_leaves_nothing(tmp_path: Path) -> None:
     numbers = devices.host_block_device()
     assert numbers is not None
-    seen = probe.mknod_block(str(tmp_path), *numbers)
+    seen = device_probe.mknod_block(str(tmp_path), *numbers)
     assert seen["mknod"] == "ok"  # root on the host, every capability: its open is the device cgroup's call
     assert seen["open"] == "ok"
     assert list(tmp_path.iterdir()) == []
@@ -142,7 +144,7 @@ def test_outside_id() -> None:
 
 
 def test_probe_knob_facts_never_write(tmp_path: Path) -> None:
-    facts = probe.knob_facts(["/proc/sys/kernel/core_pattern", str(tmp_path / "absent")])
+    facts = knob_probe.knob_facts(["/proc/sys/kernel/core_pattern", str(tmp_path / "absent")])
     seen = facts["/proc/sys/kernel/core_pattern"]
     assert seen["fs"] == "proc" and seen["access_w"] in ("ok", "EROFS", "EACCES")
     assert facts[str(tmp_path / "absent")] == {"exists": False, "stat": "ENOENT"}
@@ -161,7 +163,7 @@ def test_a_listener_is_matched_by_its_file_without_a_connect(tmp_path: Path) -> 
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(path))
         sock.listen(1)
-        found = probe.socket_files([str(tmp_path)])
+        found = socket_probe.socket_files([str(tmp_path)])
         assert [row[0] for row in found["sockets"]] == [str(path)]
         listeners = sockdiag.listening()
         (match,) = sockets.match(

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from nsconform.host.observe import scratch_dir
 
 TCP_LISTEN = 10  # a listening socket's state (include/net/tcp_states.h), the same for Unix sockets
 KERNEL_MINOR_BITS = 20
@@ -69,3 +73,16 @@ def holders(socket_inode: int) -> list[int]:
         except OSError:  # gone meanwhile, or an fd closed between the listing and the readlink
             continue
     return sorted(found)
+
+
+@contextmanager
+def canary() -> Iterator[str]:
+    """A listening Unix socket of the harness's own, at a file in a scratch dir on the host, for the block: the
+    listener sock_diag must show (else it cannot be trusted to show any), and which no sandbox should reach.
+    Nothing ever connects to it; it is closed and its file removed with its scratch dir."""
+    with scratch_dir("canary", mode=0o711) as parent:
+        path = os.path.join(parent, "listening")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.bind(path)
+            sock.listen(1)
+            yield path

@@ -31,7 +31,7 @@ WELL_KNOWN: dict[str, tuple[int, int | None]] = {
     "fuse": (10, 229),
     "kvm": (10, 232),
 }
-# Classes (nsconform.inside.probe.device_class) whose open is only a lookup: the probe may open one, read-only
+# Classes (nsconform.inside.areas.devices.device_class) whose open is only a lookup: the probe may open one, read-only
 # and non-blocking, to show it reachable. Block drivers whose open of any minor creates nothing (md and nbd may).
 OPENABLE_BLOCK = frozenset({"loop", "virtblk", "sd", "blkext", "zram", "device-mapper", "nvme", "xvd", "mmc"})
 OPENABLE_CHAR = frozenset(
@@ -57,12 +57,13 @@ OPENABLE_CHAR = frozenset(
     }
 )
 DEVICE_ROOTS = ("/dev",)
+SCRATCH_PLACES = ("/dev", "/tmp", "/run")  # where a mknod inside may make its scratch directory, in this order
 NODE_FILESYSTEMS = ("devtmpfs",)  # mounted elsewhere too, they are walked as well
 
 
 @dataclass(frozen=True)
 class Node:
-    """A device node seen inside (nsconform.inside.probe.device_nodes)."""
+    """A device node seen inside (nsconform.inside.areas.devices.device_nodes)."""
 
     path: str
     kind: str  # 'c' or 'b'
@@ -139,7 +140,7 @@ def host_block_device() -> tuple[int, int] | None:
     """The numbers of a host block device for a mknod inside to name: one that the host's root opens (read-only,
     as the probe does), the disk of the host's root filesystem first; None where the host's /dev has none.
     A device the host itself may not open would show nothing about the sandbox."""
-    from nsconform.inside import probe
+    from nsconform.inside.areas import devices as probe
 
     root = os.stat("/").st_dev
     blocks = [n for n in map(Node.from_probe, probe.device_nodes()["nodes"]) if n.kind == "b" and openable(n)]
@@ -148,3 +149,22 @@ def host_block_device() -> tuple[int, int] | None:
         if probe.open_device(node.path, "b", node.major, node.minor) == "ok":
             return node.major, node.minor
     return None
+
+
+def own_scratch_places(pid: int | None) -> list[str]:
+    """Of SCRATCH_PLACES, those on a filesystem of the sandbox's own, which the host has not mounted (a scratch
+    directory made there is never made on the host): by the device of each, seen through /proc/PID/root, against
+    every filesystem the host mounts. Where the sandbox runs a kernel of its own (`pid` None) all of them."""
+    if pid is None:
+        return list(SCRATCH_PLACES)
+    with open("/proc/self/mountinfo") as f:
+        host = {os.makedev(*map(int, line.split()[2].split(":"))) for line in f}
+    places = []
+    for place in SCRATCH_PLACES:
+        try:
+            st = os.stat(f"/proc/{pid}/root{place}")
+        except OSError:
+            continue
+        if st.st_dev not in host:
+            places.append(place)
+    return places

@@ -9,6 +9,7 @@ flags, the knob's owner and mode, and the target's credentials.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,12 +24,13 @@ RELEASE_AGENT = "release_agent"  # a cgroup v1 hierarchy's root: run as root on 
 ALL = (*KNOBS, RELEASE_AGENT)
 CAP_DAC_OVERRIDE, CAP_SYS_ADMIN = 1, 21
 SYSCTLS = "/proc/sys/"
-REFERENCES = {
-    "core_pattern": "core(5)",
-    "modprobe": "Linux Documentation/admin-guide/sysctl/kernel.rst",
-    "uevent_helper": "Linux Documentation/ABI/testing/sysfs-kernel-uevent_helper",
-    "sysrq-trigger": "Linux Documentation/admin-guide/sysrq.rst",
-    RELEASE_AGENT: "CVE-2022-0492",
+OCI_READONLY = "OCI runtime-spec config-linux.md: Readonly Paths"
+REFERENCES: dict[str, tuple[str, ...]] = {
+    "core_pattern": ("core(5)", OCI_READONLY),
+    "modprobe": ("Linux Documentation/admin-guide/sysctl/kernel.rst", OCI_READONLY),
+    "uevent_helper": ("Linux Documentation/ABI/testing/sysfs-kernel-uevent_helper",),
+    "sysrq-trigger": ("Linux Documentation/admin-guide/sysrq.rst", OCI_READONLY),
+    RELEASE_AGENT: ("CVE-2022-0492", "Linux Documentation/admin-guide/cgroup-v1/cgroups.rst"),
 }
 
 
@@ -127,3 +129,42 @@ def judge(name: str, path: str, facts: dict, creds: Credentials, *, behaviour: b
         return Reach(path, False, "writable, but its write handler wants CAP_SYS_ADMIN over the initial user namespace")
     how = "faccessat(W_OK) inside succeeds" if behaviour else "a read-write mount, and mode and credentials allow it"
     return Reach(path, True, how + ("" if name != RELEASE_AGENT else ", with CAP_SYS_ADMIN over the host"))
+
+
+def credentials(pid: int) -> Credentials:
+    """Process `pid`'s credentials as the host's kernel knows them: its effective ids (as the host reads its
+    status), effective capabilities, and whether it is in the host's user namespace."""
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    own, theirs = os.stat("/proc/self/ns/user"), os.stat(f"/proc/{pid}/ns/user")
+    return Credentials(
+        uid=int(status["Uid"].split()[1]),
+        gid=int(status["Gid"].split()[1]),
+        cap_eff=int(status["CapEff"].strip(), 16),
+        initial_userns=(own.st_dev, own.st_ino) == (theirs.st_dev, theirs.st_ino),
+    )
+
+
+def host_release_agents() -> list[str]:
+    """The host's own cgroup v1 hierarchies' release_agent files (none on a host with cgroup v2 alone)."""
+    table = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head, _, tail = line.partition(" - ")
+            fields = head.split()
+            table.append({"point": fields[4], "root": fields[3], "fstype": tail.split()[0]})
+    return release_agents(table)
+
+
+def host_values() -> list[str]:
+    """`path=value` of every knob the host has whose value can be read (sysrq-trigger is write-only): for the
+    host audit's picture, which shows they are the same after a run."""
+    paths = [path for name, (path, _) in KNOBS.items() if name != "sysrq-trigger"] + host_release_agents()
+    values = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                values.append(f"{path}={f.read().strip()}")
+        except OSError:  # absent on this kernel
+            continue
+    return values

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from nsconform.fixtures.shipped import Shipped
 from nsconform.guarantees import Verdict, guarantee
-from nsconform.reach import devices
+from nsconform.inside.areas import devices as device_probe
+from nsconform.reach import devices, knobs
 from nsconform.reach.devices import Node
 
 OCI_DEVICES = "OCI runtime-spec config-linux.md: Devices, Default Devices, Device allowlist"
@@ -84,3 +87,46 @@ def test_block_mknod_unusable(shipped: Shipped, verdict: Verdict) -> None:
         )
         return
     pytest.skip(f"the probe could make no scratch directory for the mknod inside: {tried}")
+
+
+@guarantee(
+    area="devices", declares=("devices",), rests_on="facts", references=(OCI_DEVICES, DEVICES_CGROUP, PRIVILEGED)
+)
+def test_no_host_device_allowed(shipped: Shipped, verdict: Verdict) -> None:
+    """No block device, and no character device outside the runtime's declared set, that is reachable from the
+    sandbox's root is one its first process may open for reading by the rules the kernel applies at an open: the
+    node's mode and owner against its credentials, a mount that allows devices (no nodev), and its device
+    cgroup's rules (cgroup v1 devices.list)."""
+    # 1. the device nodes reachable from the sandbox's root: lstat through /proc/PID/root (the target's, attached)
+    # 2. its device cgroup's rules, its credentials, and whether each node's mount is nodev
+    # 3. EXPECT no block device and no undeclared character device to be readable by all three
+    pid = shipped.pid
+    if pid is None:
+        pytest.skip("the sandbox runs a kernel of its own: its device nodes are that kernel's")
+    rules = devices.cgroup_rules(pid)
+    if rules is None:
+        pytest.skip("the host has no cgroup v1 device controller: cgroup v2's eBPF device filter is no readable rule")
+    root = f"/proc/{pid}/root"
+    listed = device_probe.device_nodes(roots=devices.roots(shipped.mountinfo()), root=root)
+    declared = shipped.declared.devices or ()
+    creds = knobs.credentials(pid)
+    allowed = []
+    for row in listed["nodes"]:
+        node = Node.from_probe(row)
+        _path, _kind, _major, _minor, mode, uid, gid, _cls = row
+        if devices.declared(node, declared):
+            continue
+        try:
+            nodev = bool(os.statvfs(root + node.path).f_flag & os.ST_NODEV)
+        except OSError:  # gone meanwhile
+            continue
+        if not nodev and devices.cgroup_allows(node, rules) and knobs.permits(mode, uid, gid, creds, 0o4):
+            allowed.append(f"{node.path} ({node.number}, {node.cls or 'no driver'})")
+    verdict.note(nodes=len(listed["nodes"]), cgroup_rules=rules[:20], credentials=creds.to_json())
+    verdict.expect(
+        not allowed,
+        "a block device or an undeclared character device may be opened inside: "
+        + ", ".join(allowed[:5])
+        + (f" and {len(allowed) - 5} more" if len(allowed) > 5 else ""),
+        allowed=allowed,
+    )

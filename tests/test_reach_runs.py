@@ -8,16 +8,19 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nsconform.host.observe import scratch_dir
-from nsconform.hygiene import audit
+from nsconform.hygiene import audit, journal, naming
 from nsconform.inside.areas import devices as device_probe
 from nsconform.reach import devices, knobs
+from nsconform.runtimes.bundles import write_shipped_bundle
 from tests.conftest import ROOT
 from tests.runtime_profiles import profile_runtime
 
@@ -45,11 +48,10 @@ RUNC_DEVICES = ["null", "zero", "full", "random", "urandom", "tty", "console", "
 RUNC_KNOBS = list(knobs.ALL)
 
 
-def runc_shipped(name: str, **edits: Any) -> Any:
-    """runc with its as-shipped bundle (`runc spec`), changed by `edits`, declaring runc's promise."""
+def runc_profile(name: str, **edits: Any) -> str:
+    """The profile of runc with its as-shipped bundle (`runc spec`) changed by `edits`, declaring runc's promise."""
     spec = ["/usr/bin/python3", "-c", SPEC, "{bundle}", json.dumps(edits)]
-    return profile_runtime(
-        f"""
+    return f"""
 name = "{name}"
 requires = ["runc"]
 bundle = "oci"
@@ -62,9 +64,11 @@ spec = {json.dumps(spec)}
 devices = {json.dumps(RUNC_DEVICES)}
 knobs = {json.dumps(RUNC_KNOBS)}
 sockets = []
-""",
-        name,
-    )
+"""
+
+
+def runc_shipped(name: str, **edits: Any) -> Any:
+    return profile_runtime(runc_profile(name, **edits), name)
 
 
 def verdicts(run: Any) -> dict[str, str]:
@@ -165,3 +169,49 @@ def test_host_unchanged_by_the_areas(run_suite: Any) -> None:
     assert after["knobs"] == before["knobs"]
     assert after["devices"] == before["devices"]
     assert outside_harness(after["unix_listeners"]) == outside_harness(before["unix_listeners"])
+
+
+@pytest.fixture
+def runc_target() -> Iterator[Callable[..., int]]:
+    """runc_target(**edits): a live runc container of its as-shipped bundle changed by `edits` (see runc_shipped),
+    running sleep as its first process; its pid. Removed after (journaled, with the bundle's scratch dir)."""
+    made: list[tuple[journal.Entry, str]] = []
+    with ExitStack() as stack:
+
+        def start(**edits: Any) -> int:
+            bundle = Path(stack.enter_context(scratch_dir("target", mode=0o711)))
+            spec = ["/usr/bin/python3", "-c", SPEC, str(bundle), json.dumps(edits)]
+            write_shipped_bundle(bundle, spec, ["/usr/bin/sleep", "infinity"], unfiltered=False)
+            name = naming.unique("ct")
+            entry = journal.current().record("container", name, cleanup=["runc", "delete", "--force", name])
+            made.append((entry, name))
+            quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            subprocess.run(["runc", "create", "--bundle", str(bundle), name], check=True, timeout=30, **quiet)
+            pid = json.loads(subprocess.run(["runc", "state", name], capture_output=True, check=True).stdout)["pid"]
+            subprocess.run(["runc", "start", name], check=True, timeout=30)
+            return pid
+
+        try:
+            yield start
+        finally:
+            for entry, name in made:
+                subprocess.run(["runc", "delete", "--force", name], capture_output=True, timeout=30)
+                journal.current().removed(entry)
+
+
+def test_attached_areas_judge_the_target(runc_target: Callable[..., int], run_suite: Any, tmp_path: Path) -> None:
+    """Under --nsc-attach the facts checks judge the target, a runc container with a host daemon's socket bound in
+    (sockets violated, devices and knobs conformant), and the behavioural ones are skipped, saying so."""
+    profile = tmp_path / "runc-attach.toml"
+    profile.write_text(runc_profile("runc-attach"))
+    with host_listener() as path:
+        mount = {"destination": "/run/daemon.sock", "type": "bind", "source": path, "options": ["bind"]}
+        pid = runc_target(mounts=[mount])
+        run = run_areas(run_suite, None, "--nsc-runtime", str(profile), "--nsc-attach", str(pid))
+    assert verdicts(run) == {"devices": "conformant", "knobs": "conformant", "sockets": "violated"}, run.output
+    seen = {r["check"]: r for r in run.report["results"] if r.get("area") in AREAS}
+    for behaviour in ("devices.no_host_device_opens", "devices.block_mknod_unusable"):
+        assert seen[behaviour]["outcome"] == "skipped" and "--nsc-attach" in seen[behaviour]["reason"]
+    assert seen["devices.no_host_device_allowed"]["outcome"] == "passed"
+    assert seen["knobs.core_pattern_out_of_reach"]["outcome"] == "passed"
+    assert "/run/daemon.sock" in json.dumps(seen["sockets.no_host_listener_reachable"]["evidence"])

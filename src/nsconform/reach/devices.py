@@ -168,3 +168,42 @@ def own_scratch_places(pid: int | None) -> list[str]:
         if st.st_dev not in host:
             places.append(place)
     return places
+
+
+def cgroup_rules(pid: int) -> list[str] | None:
+    """The rules of process `pid`'s cgroup v1 device controller (devices.list: 'c 1:3 rwm', 'a *:* rwm'), read on
+    the host; None where the host has no v1 device hierarchy (cgroup v2 filters devices with an eBPF program,
+    which cannot be read as rules)."""
+    hierarchy = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head, _, tail = line.partition(" - ")
+            fstype, _, options = tail.split()[:3]
+            if fstype == "cgroup" and "devices" in options.split(","):
+                hierarchy = (head.split()[4], head.split()[3])
+                break
+    if hierarchy is None:
+        return None
+    point, mounted_root = hierarchy
+    with open(f"/proc/{pid}/cgroup") as f:
+        path = next((line.split(":", 2)[2].strip() for line in f if "devices" in line.split(":")[1].split(",")), None)
+    if path is None:
+        return None
+    relative = os.path.relpath(path, mounted_root)
+    with open(os.path.join(point, relative, "devices.list")) as f:
+        return f.read().split("\n")[:-1]
+
+
+def cgroup_allows(node: Node, rules: Iterable[str], access: str = "r") -> bool:
+    """Whether device cgroup v1 `rules` allow `access` to `node`."""
+    for rule in rules:
+        kind, numbers, allowed = rule.split()
+        major, minor = numbers.split(":")
+        if (
+            kind in ("a", node.kind)
+            and major in ("*", str(node.major))
+            and minor in ("*", str(node.minor))
+            and access in allowed
+        ):
+            return True
+    return False

@@ -79,19 +79,24 @@ def expected_fs(name: str) -> str:
 
 
 def dac_permits(facts: dict, creds: Credentials, path: str) -> bool:
-    """The kernel's permission rule for a write to a knob file: the owner's, group's or others' bits by who the
-    caller is, and CAP_DAC_OVERRIDE over the initial user namespace (the knobs are owned by the host's root),
-    except for sysctls, which check the ids alone (proc_sys_permission)."""
-    mode = facts["mode"]
-    if creds.uid == facts["uid"]:
+    """The kernel's permission rule for a write to a knob file (see `permits`); sysctls check the ids alone
+    (proc_sys_permission), without CAP_DAC_OVERRIDE."""
+    return permits(facts["mode"], facts["uid"], facts["gid"], creds, 0o2, override=not path.startswith(SYSCTLS))
+
+
+def permits(mode: int, uid: int, gid: int, creds: Credentials, bit: int, *, override: bool = True) -> bool:
+    """generic_permission(): the owner's, group's or others' `bit` (0o4 read, 0o2 write) by who the caller is,
+    or CAP_DAC_OVERRIDE where the caller holds it over the file's owner (files owned by the host's root: in the
+    initial user namespace only)."""
+    if creds.uid == uid:
         bits = mode >> 6
-    elif creds.gid == facts["gid"]:
+    elif creds.gid == gid:
         bits = mode >> 3
     else:
         bits = mode
-    if bits & 0o2:
+    if bits & bit:
         return True
-    return not path.startswith(SYSCTLS) and creds.initial_userns and creds.holds(CAP_DAC_OVERRIDE)
+    return override and creds.initial_userns and creds.holds(CAP_DAC_OVERRIDE)
 
 
 def handler_permits(name: str, creds: Credentials) -> bool:

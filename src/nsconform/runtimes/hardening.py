@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from nsconform.inside.areas.seccomp import SYSCALLS
+
 # area -> the [hardening] keys that declare its promise
 AREA_KEYS: dict[str, tuple[str, ...]] = {
     "caps": ("capabilities", "no_new_privs"),
@@ -132,6 +134,11 @@ def parse(table: dict[str, Any] | None, reader: Reader, bundle: str | None) -> H
     if mode is not None and mode not in SECCOMP_MODES:
         raise reader.fail(where + "seccomp", f"must be one of {', '.join(SECCOMP_MODES)}, not {mode!r}")
     values["seccomp"] = mode
+    unknown = sorted(set(values["must_refuse"] or ()) - set(SYSCALLS))
+    if unknown:
+        raise reader.fail(
+            where + "must_refuse", f"no harmless way known to try {', '.join(unknown)} (known: {', '.join(SYSCALLS)})"
+        )
     if values["must_refuse"] and mode != "filter":
         raise reader.fail(where + "must_refuse", 'a filter refuses syscalls: it needs seccomp = "filter"')
     hardening = Hardening(**values)

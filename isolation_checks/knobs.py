@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from nsconform.fixtures.shipped import Shipped
@@ -15,7 +13,8 @@ from nsconform.runtimes.runtime import attached
 
 def expect_out_of_reach(name: str, shipped: Shipped, verdict: Verdict) -> None:
     """The shared flow of the knob checks."""
-    # 1. the knob's files in the sandbox's view (release_agent: that of each cgroup v1 hierarchy mounted at its root)
+    # 1. where the sandbox's mounts show the knob: every mount of its filesystem that reaches it (a proc bound
+    #    elsewhere too; release_agent: each cgroup v1 hierarchy mounted at its root)
     # 2. their facts from the host, through /proc/PID/root (filesystem, mode, owner, read-only mount), and the
     #    credentials of the sandbox's first process (effective ids on the host, capabilities, user namespace)
     # 3. EXPECT none writable by the kernel's rule; unless attached, nor by faccessat(W_OK) inside
@@ -24,10 +23,10 @@ def expect_out_of_reach(name: str, shipped: Shipped, verdict: Verdict) -> None:
     pid = shipped.pid
     if pid is None:
         pytest.skip("the sandbox runs a kernel of its own: its knobs are that kernel's, not the host's")
-    on_host = knobs.host_release_agents() if name == knobs.RELEASE_AGENT else [knobs.KNOBS[name][0]]
-    if not any(os.path.exists(path) for path in on_host):
-        what = "no cgroup v1 hierarchy is mounted" if name == knobs.RELEASE_AGENT else f"no {on_host[0]}"
-        pytest.skip(f"{name} does not exist on this host ({what}): nothing to keep out of reach")
+    on_host = knobs.host_paths(name)
+    if not on_host:
+        fstype, inner = knobs.KNOBS[name]
+        pytest.skip(f"the host shows no {name} ({fstype} {inner}): this kernel has none to keep out of reach")
     paths = knobs.knob_paths(name, shipped.mountinfo())
     facts = knob_probe.knob_facts(paths, root=f"/proc/{pid}/root")
     present = [path for path in paths if facts[path]["exists"]]

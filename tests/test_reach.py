@@ -38,7 +38,8 @@ def test_declared_names_must_be_their_devices() -> None:
     assert not devices.declared(node("/dev/null", "c", 254, 0), names)  # another device at a declared name
     assert not devices.declared(node("/dev/null", "b", 1, 3), names)  # a block device is never declared
     assert not devices.declared(node("/dev/zero", "c", 1, 5), names)
-    assert not devices.declared(node("/mnt/null", "c", 1, 3), names)
+    assert devices.declared(node("/proc/keys", "c", 1, 3), names)  # /dev/null bound over a masked path
+    assert not devices.declared(node("/mnt/custom", "c", 240, 1), names)
 
 
 def test_survey_tries_block_and_undeclared_devices_of_allowed_classes() -> None:
@@ -129,13 +130,19 @@ def test_release_agent_needs_sys_admin_over_the_host() -> None:
     assert not knobs.judge("release_agent", path, facts, MAPPED_ROOT, behaviour=True).writable
 
 
-def test_release_agents_only_at_a_hierarchy_root() -> None:
+def test_knob_paths_wherever_its_filesystem_shows_it() -> None:
     table = [
+        {"point": "/proc", "root": "/", "fstype": "proc"},
+        {"point": "/proc/sys", "root": "/sys", "fstype": "proc"},  # read-only bind of the same on itself
+        {"point": "/host/kernel", "root": "/sys/kernel", "fstype": "proc"},
+        {"point": "/host/net", "root": "/sys/net", "fstype": "proc"},
         {"point": "/sys/fs/cgroup/cpu", "root": "/", "fstype": "cgroup"},
-        {"point": "/sys/fs/cgroup/memory", "root": "/docker/abc", "fstype": "cgroup"},
+        {"point": "/sys/fs/cgroup/memory", "root": "/docker/abc", "fstype": "cgroup"},  # the file is only at a root
         {"point": "/sys/fs/cgroup/unified", "root": "/", "fstype": "cgroup2"},
     ]
-    assert knobs.release_agents(table) == ["/sys/fs/cgroup/cpu/release_agent"]
+    assert knobs.knob_paths("core_pattern", table) == ["/host/kernel/core_pattern", "/proc/sys/kernel/core_pattern"]
+    assert knobs.knob_paths("release_agent", table) == ["/sys/fs/cgroup/cpu/release_agent"]
+    assert knobs.knob_paths("uevent_helper", table) == []
 
 
 def test_outside_id() -> None:

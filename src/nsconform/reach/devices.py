@@ -95,15 +95,18 @@ def roots(mount_table: Iterable[dict]) -> list[str]:
 
 
 def declared(node: Node, names: Iterable[str], dev_root: str = "/dev") -> bool:
-    """Whether `node` is one of the declared character devices: at a declared name under /dev (a glob such as
-    'pts/*'), and, for a well-known name, at that name's device numbers."""
-    if node.kind != "c" or not node.path.startswith(dev_root + "/"):
+    """Whether `node` is one of the declared character devices: a well-known name's device wherever it is (a
+    runtime masks a path with a bind of /dev/null), or a node at another declared name under /dev (a glob)."""
+    if node.kind != "c":
         return False
-    name = node.path[len(dev_root) + 1 :]
+    name = node.path[len(dev_root) + 1 :] if node.path.startswith(dev_root + "/") else None
     for pattern in names:
-        if fnmatch.fnmatchcase(name, pattern):
-            major, minor = WELL_KNOWN.get(pattern, WELL_KNOWN.get(name, (node.major, node.minor)))
-            return node.major == major and minor in (None, node.minor)
+        if pattern in WELL_KNOWN:
+            major, minor = WELL_KNOWN[pattern]
+            if node.major == major and minor in (None, node.minor):
+                return True
+        elif name is not None and fnmatch.fnmatchcase(name, pattern):
+            return True
     return False
 
 

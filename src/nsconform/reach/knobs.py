@@ -13,15 +13,17 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# name -> (path, the filesystem it must be on to be the knob itself, not something mounted over it)
+# name -> (the filesystem it is in, its path there): reachable wherever a mount of that filesystem shows that
+# path (a proc bound at /host/proc reaches core_pattern as much as /proc does)
 KNOBS: dict[str, tuple[str, str]] = {
-    "core_pattern": ("/proc/sys/kernel/core_pattern", "proc"),  # a |pipe runs as root on the host at a crash
-    "modprobe": ("/proc/sys/kernel/modprobe", "proc"),  # run as root on the host for an unknown module
-    "uevent_helper": ("/sys/kernel/uevent_helper", "sysfs"),  # run as root on the host at every uevent
-    "sysrq-trigger": ("/proc/sysrq-trigger", "proc"),  # reboots, crashes, kills every process
+    "core_pattern": ("proc", "/sys/kernel/core_pattern"),  # a |pipe runs as root on the host at a crash
+    "modprobe": ("proc", "/sys/kernel/modprobe"),  # run as root on the host for an unknown module
+    "uevent_helper": ("sysfs", "/kernel/uevent_helper"),  # run as root on the host at every uevent
+    "sysrq-trigger": ("proc", "/sysrq-trigger"),  # reboots, crashes, kills every process
+    "release_agent": ("cgroup", "/release_agent"),  # a v1 hierarchy's root: run as root when a cgroup empties
 }
-RELEASE_AGENT = "release_agent"  # a cgroup v1 hierarchy's root: run as root on the host when a cgroup empties
-ALL = (*KNOBS, RELEASE_AGENT)
+RELEASE_AGENT = "release_agent"
+ALL = tuple(KNOBS)
 CAP_DAC_OVERRIDE, CAP_SYS_ADMIN = 1, 21
 SYSCTLS = "/proc/sys/"
 OCI_READONLY = "OCI runtime-spec config-linux.md: Readonly Paths"
@@ -63,19 +65,20 @@ def outside_id(inside: int, id_map: Iterable[Iterable[int]]) -> int | None:
     return None
 
 
-def release_agents(mount_table: Iterable[dict]) -> list[str]:
-    """The release_agent of every cgroup v1 hierarchy mounted at its root (the file exists only there)."""
-    return sorted(
-        {m["point"].rstrip("/") + "/release_agent" for m in mount_table if m["fstype"] == "cgroup" and m["root"] == "/"}
-    )
-
-
 def knob_paths(name: str, mount_table: Iterable[dict]) -> list[str]:
-    return release_agents(mount_table) if name == RELEASE_AGENT else [KNOBS[name][0]]
+    """Every path at which a mount of `mount_table` shows knob `name`: a mount of the knob's filesystem whose root
+    is the knob's directory or above it (a cgroup v1 release_agent: only a hierarchy mounted at its root)."""
+    fstype, inner = KNOBS[name]
+    paths = set()
+    for mount in mount_table:
+        root = mount["root"].rstrip("/")
+        if mount["fstype"] == fstype and inner.startswith(root + "/"):
+            paths.add(mount["point"].rstrip("/") + inner[len(root) :])
+    return sorted(paths)
 
 
 def expected_fs(name: str) -> str:
-    return "cgroup" if name == RELEASE_AGENT else KNOBS[name][1]
+    return KNOBS[name][0]
 
 
 def dac_permits(facts: dict, creds: Credentials, path: str) -> bool:
@@ -150,26 +153,26 @@ def credentials(pid: int) -> Credentials:
     )
 
 
-def host_release_agents() -> list[str]:
-    """The host's own cgroup v1 hierarchies' release_agent files (none on a host with cgroup v2 alone)."""
+def host_paths(name: str) -> list[str]:
+    """Where the host itself shows knob `name` (none where its kernel has no such knob, or no v1 hierarchy)."""
     table = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             head, _, tail = line.partition(" - ")
             fields = head.split()
             table.append({"point": fields[4], "root": fields[3], "fstype": tail.split()[0]})
-    return release_agents(table)
+    return [path for path in knob_paths(name, table) if os.path.exists(path)]
 
 
 def host_values() -> list[str]:
-    """`path=value` of every knob the host has whose value can be read (sysrq-trigger is write-only): for the
+    """`path=value` of every knob the host shows whose value can be read (sysrq-trigger is write-only): for the
     host audit's picture, which shows they are the same after a run."""
-    paths = [path for name, (path, _) in KNOBS.items() if name != "sysrq-trigger"] + host_release_agents()
     values = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                values.append(f"{path}={f.read().strip()}")
-        except OSError:  # absent on this kernel
-            continue
+    for name in KNOBS:
+        for path in host_paths(name) if name != "sysrq-trigger" else ():
+            try:
+                with open(path) as f:
+                    values.append(f"{path}={f.read().strip()}")
+            except OSError:
+                continue
     return values

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nsconform import catalogue
+from nsconform import areas, catalogue
 from nsconform.namespaces import ALL
 from tests.conftest import ROOT
 
@@ -31,9 +31,10 @@ def test_catalogue_is_current() -> None:
 
 
 def test_catalogue_lists_every_check_of_a_full_run() -> None:
-    """The checks pytest collects with every namespace named are those the catalogue lists."""
+    """The checks pytest collects with every namespace and area named are those the catalogue lists."""
+    everything = [f"--nsc-namespaces={','.join(ALL)}", f"--nsc-areas={','.join(areas.ALL)}"]
     done = subprocess.run(
-        [*PYTEST, "--collect-only", "-q", f"--nsc-namespaces={','.join(ALL)}", "--nsc-combinations=singles"],
+        [*PYTEST, "--collect-only", "-q", *everything, "--nsc-combinations=singles"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -17,8 +17,9 @@ from nsconform.runtimes.bundles import CAPABILITIES
 
 SETS = ("CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh")
 REFUSED = ("EPERM", "EACCES")
-SHOCKER = "shocker (2014): open_by_handle_at with CAP_DAC_READ_SEARCH, https://github.com/gabrtv/shocker"
+SHOCKER = "shocker (2014; open_by_handle_at with CAP_DAC_READ_SEARCH)"
 OCI_CAPS = "OCI runtime spec: config.md, process.capabilities"
+DEFAULTS = "the runtime's documented defaults (its profile's [hardening] source)"
 
 
 def names(mask: str) -> set[str]:
@@ -35,7 +36,7 @@ def whose(shipped) -> str:
     return "the sandbox's own user namespace" if shipped.own_namespace("user") else "the host's user namespace"
 
 
-@guarantee(area="caps", declares=("capabilities",), rests_on="facts", references=(OCI_CAPS, SHOCKER))
+@guarantee(area="caps", declares=("capabilities",), rests_on="facts", references=(OCI_CAPS, SHOCKER, DEFAULTS))
 def test_sets_as_declared(shipped, verdict):
     """Root inside the as-shipped sandbox holds no capability beyond the runtime's declared set: its effective,
     permitted, bounding, ambient and inheritable sets (/proc/PID/status) are each within it."""

@@ -16,6 +16,7 @@ from nsconform.guarantees import guarantee
 OCI_PATHS = "OCI runtime spec: config-linux.md, Masked Paths and Readonly Paths"
 CORE_PATTERN = "a writable /proc/sys/kernel/core_pattern runs a host command as root"
 CVE_2022_0492 = "CVE-2022-0492"
+DEFAULTS = "the runtime's documented defaults (its profile's [hardening] source)"
 
 
 def holder(mounts: list[dict[str, Any]], path: str) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def existing(shipped, paths: tuple[str, ...] | None, verdict) -> list[str]:
     return found
 
 
-@guarantee(area="paths", declares=("masked_paths",), rests_on="facts", references=(OCI_PATHS,))
+@guarantee(area="paths", declares=("masked_paths",), rests_on="facts", references=(OCI_PATHS, DEFAULTS))
 def test_masked_by_a_mount(shipped, verdict):
     """Every declared masked path that exists in the sandbox has a mount over it (the runtime's /dev/null bind
     or read-only tmpfs), as the sandbox's mount table shows."""
@@ -63,7 +64,9 @@ def test_masked_show_nothing(shipped, verdict):
     verdict.note(looked=len(paths))
 
 
-@guarantee(area="paths", declares=("readonly_paths",), rests_on="facts", references=(OCI_PATHS, CVE_2022_0492))
+@guarantee(
+    area="paths", declares=("readonly_paths",), rests_on="facts", references=(OCI_PATHS, CVE_2022_0492, DEFAULTS)
+)
 def test_readonly_mounted_so(shipped, verdict):
     """Every declared read-only path that exists in the sandbox is on a mount mounted read-only (its per-mount
     options in the sandbox's mount table say `ro`)."""

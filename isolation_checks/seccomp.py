@@ -15,9 +15,10 @@ from nsconform.runtimes.hardening import SECCOMP_STATUS
 
 OCI_SECCOMP = "OCI runtime spec: config-linux.md, Seccomp"
 DOCKER_SECCOMP = "docker: Seccomp security profiles (docs.docker.com/engine/security/seccomp)"
+DEFAULTS = "the runtime's documented defaults (its profile's [hardening] source)"
 
 
-@guarantee(area="seccomp", declares=("seccomp",), rests_on="facts", references=(OCI_SECCOMP, "seccomp(2)"))
+@guarantee(area="seccomp", declares=("seccomp",), rests_on="facts", references=(OCI_SECCOMP, "seccomp(2)", DEFAULTS))
 def test_mode_as_declared(shipped, verdict):
     """The sandbox's first process runs in the declared seccomp mode (/proc/PID/status Seccomp: 2 with at least
     one filter where a filter is declared, 0 where none is)."""

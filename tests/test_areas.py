@@ -10,6 +10,7 @@ import pytest
 
 from nsconform.runtimes.bundles import capabilities
 from nsconform.runtimes.runtime import PROFILES_DIR, ProfileRuntime, declared_hardening, resolve
+from nsconform.sandbox.sandbox import Sandbox
 from tests.conftest import ROOT, SuiteRun
 from tests.runtime_profiles import profile_runtime
 from tests.shipped_spec import FILTERED
@@ -112,3 +113,24 @@ def test_privileged_sandbox_is_violated_in_caps_paths_and_seccomp(run_suite) -> 
     assert area_verdicts(run) == dict.fromkeys(AREAS, "violated"), run.output
     usable = next(r for r in run.report["results"] if r["check"] == "caps.undeclared_unusable")["evidence"]["tried"]
     assert usable == dict.fromkeys(("NET_RAW", "DAC_READ_SEARCH", "SYS_ADMIN"), "ok"), usable
+
+
+@pytest.mark.parametrize(("change", "caps"), [("sound", "conformant"), ("dac_read_search", "violated")])
+def test_attach_judges_the_targets_own_facts_and_skips_behaviour(change: str, caps: str, run_suite) -> None:
+    """--nsc-attach to a running as-shipped runc container: the facts checks judge the target by its own
+    /proc/PID/status and mountinfo (a capability added to it: caps violated); the behavioural ones skip."""
+    runtime = weakened(change)
+    require(runtime)
+    target = Sandbox(runtime.launch_shipped(), 10.0)
+    try:
+        run = run_suite(
+            "--nsc-attach", str(target.pid), "--nsc-runtime", "runc", "--nsc-areas", "caps,paths", *AREA_CHECKS
+        )
+    finally:
+        target.close()
+    assert not errors(run), run.output
+    assert area_verdicts(run) == {"caps": caps, "paths": "conformant"}, run.output
+    for r in run.report["results"]:
+        assert (r["outcome"] == "skipped") == (r["rests_on"] == "behaviour"), r
+        if r["rests_on"] == "behaviour":
+            assert "the joined probe has the harness's credentials" in r["reason"]

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nsconform import areas, catalogue
+from nsconform import catalogue
+from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import ALL
 from tests.conftest import ROOT
 
@@ -32,9 +33,15 @@ def test_catalogue_is_current() -> None:
 
 def test_catalogue_lists_every_check_of_a_full_run() -> None:
     """The checks pytest collects with every namespace and area named are those the catalogue lists."""
-    everything = [f"--nsc-namespaces={','.join(ALL)}", f"--nsc-areas={','.join(areas.ALL)}"]
     done = subprocess.run(
-        [*PYTEST, "--collect-only", "-q", *everything, "--nsc-combinations=singles"],
+        [
+            *PYTEST,
+            "--collect-only",
+            "-q",
+            f"--nsc-namespaces={','.join(ALL)}",
+            "--nsc-combinations=singles",
+            f"--nsc-areas={','.join(AREAS)}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -217,3 +217,22 @@ def test_docker_as_shipped_keeps_its_defaults_and_privileged_breaks_them(
         ("caps", "seccomp", "paths"), "violated"
     ), privileged.output
     assert docker(docker_host, "ps", "--all", "--quiet") == ""
+
+
+def test_docker_as_shipped_keeps_devices_knobs_sockets_and_privileged_breaks_them(
+    docker_host: str, image: str, run_suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker's defaults keep the host's devices, knobs and sockets out of reach (conformant, the daemon's own
+    socket on the host among the listeners it is matched against); `--privileged` (the host's /dev, every device
+    allowed, /proc/sys writable) is violated in devices and knobs, not in sockets: it binds none in."""
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    names = ("devices", "knobs", "sockets")
+    areas = ("--nsc-areas", ",".join(names), *(str(ROOT / "isolation_checks" / f"{area}.py") for area in names))
+    run = run_suite("--nsc-runtime", "docker", *areas)
+    assert not [r for r in run.report["results"] if r["outcome"] == "error"], run.output
+    assert {a: run.verdicts()[a] for a in names} == dict.fromkeys(names, "conformant"), run.output
+    privileged = run_suite(*areas, runtime=privileged_docker())
+    assert not [r for r in privileged.report["results"] if r["outcome"] == "error"], privileged.output
+    expected = {"devices": "violated", "knobs": "violated", "sockets": "conformant"}
+    assert {a: privileged.verdicts()[a] for a in names} == expected, privileged.output
+    assert docker(docker_host, "ps", "--all", "--quiet") == ""

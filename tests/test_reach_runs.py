@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -182,8 +183,9 @@ def test_attached_areas_judge_the_target(runc_target: Callable[..., int], run_su
 
 
 def outside_harness(listeners: set[str]) -> set[str]:
-    """Listeners but those in a harness scratch dir (other tests' daemons, the checks' own canaries)."""
-    return {path for path in listeners if "/nsconform-" not in path}
+    """The host daemons' listeners: those outside the temp dir, where the checks' canaries, other tests' daemons and
+    browsers of this shared machine come and go."""
+    return {path for path in listeners if not path.startswith(tempfile.gettempdir() + "/")}
 
 
 def test_host_unchanged_by_the_areas(run_suite: Any) -> None:

@@ -217,6 +217,9 @@ BAD = [
     ("hardening.must_refuse", FIXED + '[hardening]\nseccomp = "filter"\nmust_refuse = ["execve"]\n'),
     ("hardening.must_refuse", FIXED + '[hardening]\nseccomp = "disabled"\nmust_refuse = ["keyctl"]\n'),
     ("hardening.masked_paths", FIXED + '[hardening]\nmasked_paths = ["proc/kcore"]\n'),
+    ("hardening.knobs", FIXED + '[hardening]\nknobs = ["core_pattern", "panic"]\n'),
+    ("hardening.devices", FIXED + '[hardening]\ndevices = ["/dev/null"]\n'),
+    ("hardening.sockets", FIXED + '[hardening]\nsockets = ["run/docker.sock"]\n'),
     ("hardening.command", FIXED + '[hardening]\ncommand = ["{bundle}"]\n'),
 ]
 

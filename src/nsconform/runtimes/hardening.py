@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from nsconform.inside.areas.seccomp import SYSCALLS
+from nsconform.reach.knobs import KNOBS
 
 # area -> the [hardening] keys that declare its promise
 AREA_KEYS: dict[str, tuple[str, ...]] = {
@@ -123,9 +124,14 @@ def parse(table: dict[str, Any] | None, reader: Reader, bundle: str | None) -> H
         values[key] = reader.strings(table, key, where)
     if values["capabilities"] is not None and not all(c.startswith("CAP_") for c in values["capabilities"]):
         raise reader.fail(where + "capabilities", "must name capabilities as OCI does (CAP_SYS_ADMIN ...)")
-    for key in ("masked_paths", "readonly_paths"):
+    for key in ("masked_paths", "readonly_paths", "sockets"):
         if values[key] is not None and not all(p.startswith("/") for p in values[key]):
             raise reader.fail(where + key, "must be absolute paths")
+    unknown_knobs = sorted(set(values["knobs"] or ()) - set(KNOBS))
+    if unknown_knobs:
+        raise reader.fail(where + "knobs", f"unknown knob {', '.join(unknown_knobs)} (known: {', '.join(KNOBS)})")
+    if any(name.startswith("/") for name in values["devices"] or ()):
+        raise reader.fail(where + "devices", "names devices as under /dev (null, pts/*), not as paths")
     nnp = table.get("no_new_privs")
     if nnp is not None and not isinstance(nnp, bool):
         raise reader.fail(where + "no_new_privs", "must be true or false")

@@ -48,9 +48,7 @@ def test_no_host_device_opens(shipped: Shipped, verdict: Verdict) -> None:
     )
     verdict.expect(
         not opened,
-        "a block device or an undeclared character device opens inside: "
-        + ", ".join(opened[:5])
-        + (f" and {len(opened) - 5} more" if len(opened) > 5 else ""),
+        "a block device or an undeclared character device opens inside: " + first_few(opened),
         opened=opened,
     )
 
@@ -125,8 +123,10 @@ def test_no_host_device_allowed(shipped: Shipped, verdict: Verdict) -> None:
     verdict.note(nodes=len(listed["nodes"]), cgroup_rules=rules[:20], credentials=creds.to_json())
     verdict.expect(
         not allowed,
-        "a block device or an undeclared character device may be opened inside: "
-        + ", ".join(allowed[:5])
-        + (f" and {len(allowed) - 5} more" if len(allowed) > 5 else ""),
+        "a block device or an undeclared character device may be opened inside: " + first_few(allowed),
         allowed=allowed,
     )
+
+
+def first_few(names: list[str], few: int = 5) -> str:
+    return ", ".join(names[:few]) + (f" and {len(names) - few} more" if len(names) > few else "")

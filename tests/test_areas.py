@@ -134,3 +134,26 @@ def test_attach_judges_the_targets_own_facts_and_skips_behaviour(change: str, ca
         assert (r["outcome"] == "skipped") == (r["rests_on"] == "behaviour"), r
         if r["rests_on"] == "behaviour":
             assert "the joined probe has the harness's credentials" in r["reason"]
+
+
+def test_areas_leave_the_host_as_it_was(run_suite) -> None:
+    """The areas' checks and their as-shipped sandboxes (the twin too) leave nothing behind: the host audit,
+    which compares the host before and after the run, finds nothing this run left."""
+    runtime = weakened("filter", filter_declared=True)
+    require(runtime)
+    run = run_suite("--nsc-areas", ",".join(AREAS), *AREA_CHECKS, runtime=runtime, audit=True)
+    assert run.ret == 0, run.output
+    assert run.report["host_audit"]["checked"] and not run.report["host_audit"]["left"], run.report["host_audit"]
+
+
+def test_area_selection(run_suite) -> None:
+    """--nsc-areas: an unknown area is a usage error; on the native runtime no area is selected by default, and
+    one named is skipped, saying that the native runtime has no as-shipped sandbox."""
+    bad = run_suite("--nsc-areas", "caps,cpas", *AREA_CHECKS)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "unknown area cpas" in bad.output
+    default = run_suite(*AREA_CHECKS)
+    assert default.ret == pytest.ExitCode.NO_TESTS_COLLECTED and not default.report, default.output
+    named = run_suite("--nsc-areas", "caps", *AREA_CHECKS)
+    assert set(named.verdicts()) >= {"caps"} and "seccomp" not in named.report["summary"]
+    assert {r["outcome"] for r in named.report["results"]} == {"skipped"}
+    assert all("runtime native has no as-shipped configuration" in r["reason"] for r in named.report["results"])

@@ -55,6 +55,8 @@ def change(config: dict[str, Any], what: str, args: list[str]) -> None:
         linux["seccomp"] = SECCOMP
     elif what == "dac_read_search":
         add_capability(config, "CAP_DAC_READ_SEARCH")
+    elif what == "new_privs":
+        config["process"]["noNewPrivileges"] = False
     elif what == "unmasked":
         linux["maskedPaths"] = [p for p in linux["maskedPaths"] if p not in ("/proc/keys", "/proc/timer_list")]
     elif what == "proc_sys_writable":

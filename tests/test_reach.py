@@ -204,3 +204,18 @@ def test_socket_roots_skip_the_root_and_pseudo_filesystems() -> None:
         {"point": "/tmp", "root": "/", "fstype": "tmpfs"},
     ]
     assert sockets.roots(table) == ["/var/run/docker.sock", "/tmp", "/run", "/var/run"]
+
+
+def test_walk_from_another_root_never_leads_out(tmp_path: Path) -> None:
+    """Seen through /proc/PID/root, an absolute link inside would resolve against the harness's root: the walk
+    resolves every path as if that root were /."""
+    (tmp_path / "escape").symlink_to("/")
+    (tmp_path / "run").mkdir()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "run" / "inside.sock"))
+        found = socket_probe.socket_files(["/escape/dev", "/run"], root=str(tmp_path))
+    assert [row[0] for row in found["sockets"]] == ["/run/inside.sock"]
+    assert device_probe.device_nodes(roots=["/escape/dev"], root=str(tmp_path))["nodes"] == []
+    assert knob_probe.knob_facts(["/escape/proc/sys/kernel/core_pattern"], root=str(tmp_path)) == {
+        "/escape/proc/sys/kernel/core_pattern": {"exists": False, "stat": "ENOENT"}
+    }

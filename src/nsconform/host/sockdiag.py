@@ -9,12 +9,14 @@ socket-activated daemon). The kernel reports the device in its internal form (ma
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from nsconform.host.observe import scratch_dir
+from nsconform.host.observe import make_scratch_dir
+from nsconform.hygiene import journal
 
 TCP_LISTEN = 10  # a listening socket's state (include/net/tcp_states.h), the same for Unix sockets
 KERNEL_MINOR_BITS = 20
@@ -77,12 +79,18 @@ def holders(socket_inode: int) -> list[int]:
 
 @contextmanager
 def canary() -> Iterator[str]:
-    """A listening Unix socket of the harness's own, at a file in a scratch dir on the host, for the block: the
-    listener sock_diag must show (else it cannot be trusted to show any), and which no sandbox should reach.
-    Nothing ever connects to it; it is closed and its file removed with its scratch dir."""
-    with scratch_dir("canary", mode=0o711) as parent:
+    """A listening Unix socket of the harness's own, at a file in a scratch dir of the host's temp dir (not the
+    worker's volume, whose paths outgrow a socket address's 108 bytes), for the block: the listener sock_diag must
+    show (else it cannot be trusted to show any), and which no sandbox should reach. Nothing ever connects to it;
+    it is closed and its file removed with its scratch dir."""
+    parent, entry = make_scratch_dir("canary")
+    try:
+        os.chmod(parent, 0o711)
         path = os.path.join(parent, "listening")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.bind(path)
             sock.listen(1)
             yield path
+    finally:
+        shutil.rmtree(parent)
+        journal.current().removed(entry)

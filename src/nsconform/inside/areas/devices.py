@@ -8,7 +8,7 @@ probe makes in the sandbox's own filesystem). `walk` also serves the sockets are
 import os
 
 try:  # imported by the harness; in a sandbox probe.py's names are already defined
-    from nsconform.inside.probe import errno_of, op, read_text
+    from nsconform.inside.probe import O_PATH, checked, errno_of, libc, op, read_text
 except ImportError:
     pass
 
@@ -20,37 +20,83 @@ DEVICE_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 NEVER_OPENED = ("tty", "console", "vc", "vcs", "pts", "ptm", "ptmx", "watchdog", "snapshot", "rtc", "st", "ht")
 NEVER_OPENED_MISC = {130: "watchdog", 231: "snapshot", 135: "rtc"}
 TTY_MAJORS = (4, 5)
+OPENAT2 = 437  # the syscall's number, one on every architecture
+RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
+
+
+def open_in(top, path, flags):
+    """Open `path` as if directory fd `top` were the root: openat2 with RESOLVE_IN_ROOT, so that no symbolic link
+    (an absolute one read from /proc/PID/root would resolve against the harness's root) and no ".." leads out,
+    and no magic link is followed. Where the kernel has no openat2 (before Linux 5.6, gVisor) only a walk of this
+    process's own root goes on, by plain paths."""
+    import ctypes
+
+    how = (ctypes.c_uint64 * 3)(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    fd = libc().syscall(OPENAT2, top, path.encode(), how, ctypes.sizeof(how))
+    if fd == -1 and ctypes.get_errno() == 38 and os.path.samestat(os.fstat(top), os.stat("/")):  # ENOSYS
+        return os.open(path, flags | os.O_CLOEXEC)
+    return checked(fd, f"openat2 {path}")
 
 
 def walk(roots, want, root="/", limit=WALK_LIMIT, depth=WALK_DEPTH):
     """lstat every entry under the directories `roots` (or the entry itself where one is no directory), seen from
-    `root` (/proc/PID/root: another process's view), never following a link, at most `limit` entries and `depth`
-    levels; returns ([path, stat] of each whose mode `want` accepts, paths as seen from `root`; whether the walk
-    was cut short)."""
+    `root` (/proc/PID/root: another process's view, confined to it by open_in), never following a link, at most
+    `limit` entries and `depth` levels; returns ([path, stat] of each whose mode `want` accepts, paths as seen
+    from `root`; whether the walk was cut short)."""
     import stat
 
-    prefix = root.rstrip("/")
-    found, seen, visited = [], 0, set()
-    todo = [(path, 0) for path in reversed(roots)]
-    while todo:
-        path, level = todo.pop()
-        try:
-            st = os.lstat(prefix + path)
-        except OSError:
-            continue
-        seen += 1
-        if seen > limit:
-            return found, True
+    found, visited = [], set()
+    budget = [limit]
+
+    def visit(path, st, opener, level):
+        """Count and keep one entry; descend into it when it is a directory. False once the budget is spent."""
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
         if want(st.st_mode):
             found.append([path, st])
         if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in visited or level >= depth:
-            continue
+            return True
         visited.add((st.st_dev, st.st_ino))
         try:
-            names = os.listdir(prefix + path)
+            fd = opener(os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
-            continue
-        todo.extend((path.rstrip("/") + "/" + name, level + 1) for name in sorted(names, reverse=True))
+            return True
+        try:
+            for name in sorted(os.listdir(fd)):
+                try:
+                    child = os.lstat(name, dir_fd=fd)  # one component: nothing to resolve, nothing to lead out
+                except OSError:
+                    continue
+
+                def opener_of(flags, name=name, fd=fd):
+                    return os.open(name, flags | os.O_CLOEXEC, dir_fd=fd)
+
+                if not visit(path.rstrip("/") + "/" + name, child, opener_of, level + 1):
+                    return False
+        finally:
+            os.close(fd)
+        return True
+
+    top = os.open(root, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for start in roots:
+            try:
+                fd = open_in(top, start, O_PATH | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+
+            def opener_of(flags, start=start):
+                return open_in(top, start, flags)
+
+            if not visit(start, st, opener_of, 0):
+                return found, True
+    finally:
+        os.close(top)
     return found, False
 
 

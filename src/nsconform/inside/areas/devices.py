@@ -32,7 +32,7 @@ def open_in(top, path, flags):
     import ctypes
 
     how = (ctypes.c_uint64 * 3)(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    fd = libc().syscall(OPENAT2, top, path.encode(), how, ctypes.sizeof(how))
+    fd = libc().syscall(OPENAT2, top, path.encode(), how, ctypes.c_size_t(ctypes.sizeof(how)))
     if fd == -1 and ctypes.get_errno() == 38 and os.path.samestat(os.fstat(top), os.stat("/")):  # ENOSYS
         return os.open(path, flags | os.O_CLOEXEC)
     return checked(fd, f"openat2 {path}")

@@ -140,7 +140,7 @@ def test_volume_with_shared_propagation_is_violated(name: str, run_suite, tmp_pa
     assert sound in text
     path = tmp_path / f"{name}-rshared.toml"
     path.write_text(text.replace(sound, leaky))
-    args = (*RUNS[name], "--nsc-namespaces", "mnt", CHECKS)
+    args = (*RUNS[name], "--nsc-namespaces", "mnt", "--nsc-areas", "none", CHECKS)
     run = run_suite(f"--nsc-runtime={path}", *args)
     assert run.verdicts() == {"mnt": "violated"}
     failed = {r.split("::")[1].split("[")[0] for r in failures(run, "failed")}

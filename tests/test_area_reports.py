@@ -4,6 +4,7 @@ and reports of earlier versions (no areas) that still load, merge and serve as b
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 from nsconform.report import htmlreport, junit, merge, summary
@@ -11,6 +12,8 @@ from nsconform.report.baseline import Baseline
 from nsconform.report.conformance import load_report
 from nsconform.report.results import Result, summarize
 from nsconform.report.schema import validate
+from nsconform.report.writing import write_atomic
+from tests.chromium import dump_dom
 from tests.reportdata import RECORDED, recorded
 
 SHIPPED = ["ipc", "mnt", "net", "pid", "uts"]
@@ -99,3 +102,15 @@ def test_an_earlier_report_is_a_baseline_for_a_run_with_areas() -> None:
     results = [Result(**r) for r in with_areas()["results"]]
     comparison = Baseline.load(RECORDED).compare(results)
     assert not comparison.regressions
+
+
+def test_html_detail_panel_names_the_shipped_sandbox(tmp_path: Path) -> None:
+    """Chromium: an area's cell opens its detail panel, which names the as-shipped sandbox and the evidence."""
+    doc = with_areas()
+    index = next(i for i, r in enumerate(doc["results"]) if r["check"] == "paths.masked_show_nothing")
+    page = tmp_path / "conformance.html"
+    write_atomic(page, htmlreport.render(doc))
+    dom = dump_dom(page, f"#result={index}")
+    panel = dom[dom.index('<aside id="detail"') : dom.index("</aside>")]
+    assert "paths.masked_show_nothing [shipped]" in panel and "failed (expected declared)" in panel
+    assert "CapEff" in panel

@@ -41,7 +41,8 @@ const results = JSON.parse(document.getElementById("nsconform-results").textCont
 const panel = document.getElementById("detail");
 function show(i) {
   const r = results[i];
-  document.getElementById("d-title").textContent = r.check + " [" + (r.combination.join("+") || "none") + "]";
+  const where = r.area ? "shipped" : r.combination.join("+") || "none";
+  document.getElementById("d-title").textContent = r.check + " [" + where + "]";
   document.getElementById("d-meta").textContent = r.outcome + " (expected " + r.expected + "): " + r.id;
   const reason = document.getElementById("d-reason");
   reason.textContent = r.reason;

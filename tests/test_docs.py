@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from nsconform import catalogue
+from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import ALL, DEFAULT
 from nsconform.runtimes.runtime import bundled
 from tests.conftest import ROOT
@@ -45,9 +46,16 @@ def test_catalogue_is_current() -> None:
 
 
 def test_catalogue_lists_every_check_of_a_full_run() -> None:
-    """The checks pytest collects with every namespace named are those the catalogue lists."""
+    """The checks pytest collects with every namespace and area named are those the catalogue lists."""
     done = subprocess.run(
-        [*PYTEST, "--collect-only", "-q", f"--nsc-namespaces={','.join(ALL)}", "--nsc-combinations=singles"],
+        [
+            *PYTEST,
+            "--collect-only",
+            "-q",
+            f"--nsc-namespaces={','.join(ALL)}",
+            "--nsc-combinations=singles",
+            f"--nsc-areas={','.join(AREAS)}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -60,6 +60,9 @@ def test_wheel_installs_one_import_package_with_its_profiles_and_configuration(w
         "nsconform/kernels/__init__.py",
     } <= files
     assert "nsconform/fixtures/sandboxes.py" in files
+    engine = ROOT / "src" / "nsconform"
+    modules = {f"nsconform/{p.relative_to(engine)}" for p in engine.rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules <= files, sorted(modules - files)  # every subpackage listed in pyproject.toml
     assert "pytest11" not in entry_points  # the plugin is never loaded by itself
     assert "nsconform = nsconform.cli:main" in entry_points
 

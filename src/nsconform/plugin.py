@@ -31,10 +31,15 @@ from nsconform.sandbox.sandbox import SandboxError
 from nsconform.settings import SETTINGS, Settings, add_options, as_written, from_config, rootless
 
 UNCHECKED = "nsconform_unchecked"
+SHIPPED = "shipped"  # the id of an area check's one parameter: the runtime's as-shipped sandbox
+ATTACH_AREAS = (
+    "the joined probe has the harness's credentials, not the target's, so what it can do says nothing of the "
+    "target; the area's facts checks judge the target by its own /proc/PID/status and mountinfo"
+)
 NOTHING_TO_REPORT = (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)  # sessions that write no report
 HARDENING_SEEN = pytest.StashKey[list[list[str]]]()  # the combinations whose sandbox's hardening was recorded
 JOURNAL = pytest.StashKey[journal.Journal]()
-pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers")
+pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers", "nsconform.fixtures.shipped")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -110,6 +115,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if spec is None:
         metafunc.parametrize("nsconform_combination", settings.combinations, ids=combo_id)
         return
+    if spec.area:
+        metafunc.parametrize("nsconform_combination", [area_param(spec, settings)], ids=[SHIPPED])
+        return
     if spec.namespace not in settings.namespaces:
         metafunc.parametrize(
             "nsconform_combination",
@@ -143,6 +151,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
         combos = [pytest.param(frozenset(), marks=pytest.mark.skip(reason=reason), id=NA)]
     metafunc.parametrize("nsconform_combination", combos, ids=combo_id)
+
+
+def area_param(spec: Guarantee, settings: Settings) -> Any:
+    """An area check's one parameter: the as-shipped sandbox, whose namespaces are the runtime's declared ones
+    (`shipped` in its id, so that xdist runs every area check on one worker, in one sandbox)."""
+    if spec.area not in settings.areas:
+        return pytest.param(frozenset(), marks=pytest.mark.nsconform_unchecked)
+    marks = []
+    if spec.rootful and os.geteuid() != 0:
+        marks.append(pytest.mark.skip(reason=f"{spec.name} needs root on the host; this run is rootless"))
+    if spec.rests_on == "behaviour" and attached(settings.runtime):
+        marks.append(
+            pytest.mark.skip(reason=f"{spec.name} does not run on a live target (--nsc-attach): {ATTACH_AREAS}")
+        )
+    return pytest.param(frozenset(settings.runtime.isolates or ()), marks=marks)
 
 
 def unbuildable(spec: Guarantee, combination: Combination, settings: Settings) -> list[pytest.MarkDecorator]:
@@ -182,6 +205,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         combination = combination_of(item)
         spec = spec_of(item)
         ends = spec is not None and spec.ends_sandbox
+        if spec is not None and spec.area:  # the areas after every namespace's combination
+            return len(order) + 1, ends
         return (-1 if combination is None else order.get(combo_id(combination), len(order))), ends
 
     items.sort(key=position)
@@ -222,7 +247,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     record = {
         "id": item.nodeid,
         "check": spec.name,
-        "namespace": spec.namespace,
+        "namespace": spec.namespace or None,
         "combination": None if not_applicable(item) else sorted(combination),
         "expected": spec.expected(combination),
         "guarantee": spec.doc,
@@ -232,6 +257,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "evidence": {**evidence, "raised after the error": later} if later else evidence,
         "duration_s": round(report.duration, 6),
     }
+    if spec.area:
+        record |= {"area": spec.area, "rests_on": spec.rests_on}
     sandbox = getattr(item, "funcargs", {}).get("nsconform_sandbox")
     hardening_seen = item.config.stash[HARDENING_SEEN]
     if sandbox is not None and record["combination"] not in hardening_seen:
@@ -330,6 +357,7 @@ class Recorder:
             runtime={**describe_runtime(settings.runtime), "hardening": self.book.hardening()},
             results=results,
             namespaces=settings.namespaces,
+            areas=settings.areas,
             started=self.started,
             duration_s=time.monotonic() - self.t0,
             checks=self.book.guarantees,

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from nsconform import areas as area_names
 from nsconform import namespaces as ns
 from nsconform.inputs import KERNEL_TIMEOUT_S, PROBE_TIMEOUT_S, InputError, seconds
 from nsconform.locations import CONFIG
-from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
+from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, declared_hardening, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
 SETTINGS = pytest.StashKey["Settings"]()
@@ -58,6 +59,12 @@ OPTIONS = (
         f"comma list of namespaces to check (default: {','.join(ns.DEFAULT)}; known: {','.join(ns.ALL)})",
         "LIST",
         ",".join(ns.DEFAULT),
+    ),
+    Option(
+        "areas",
+        f"comma list of hardening areas to judge in the runtime's as-shipped sandbox, or none (default: every area "
+        f"the runtime's profile declares in [hardening]; known: {','.join(area_names.ALL)})",
+        "LIST",
     ),
     Option(
         "combinations",
@@ -116,6 +123,7 @@ class Settings:
     report_dir: Path
     baseline: Path | None
     probe_timeout: float
+    areas: tuple[str, ...] = ()  # the hardening areas judged (nsconform.areas)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -160,7 +168,8 @@ def from_config(config: pytest.Config) -> Settings:
         # what the runtime builds of each: a bundle always isolates mnt, a matrix only what it has flags for
         built = (runtime.buildable(combo) for combo in ns.matrix(namespaces, mode, runtime.isolates))
         combos = list({ns.combo_id(combo): combo for combo in built}.values())
-    except (ns.NamespaceError, RuntimeSpecError, AttachError) as e:
+        areas = declared_hardening(runtime).areas if opt.nsc_areas is None else area_names.parse_list(opt.nsc_areas)
+    except (ns.NamespaceError, RuntimeSpecError, AttachError, area_names.AreaError) as e:
         raise pytest.UsageError(str(e)) from None
     misread_rootdir(config)
     if runtime.name == "native" and (why := runtime.unavailable()):
@@ -178,6 +187,7 @@ def from_config(config: pytest.Config) -> Settings:
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
         probe_timeout=probe_timeout,
+        areas=areas,
     )
 
 

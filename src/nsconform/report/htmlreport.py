@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import ALL, NONE, combo_id
 from nsconform.report.hostfacts import fact_rows
 from nsconform.report.page import GLYPHS, chips, esc, facts_table, json_block, legend, multiline, page
@@ -29,12 +30,14 @@ from nsconform.report.results import (
     problems,
     runtime_label,
     skipped_by_reason,
+    subject,
     tally,
 )
 
 MAX_DETAILED = 500
 # A column's label: one letter per namespace it isolates (user upper case, apart from uts).
 ABBREVIATIONS = {"uts": "u", "pid": "p", "mnt": "m", "ipc": "i", "net": "n", "user": "U", "cgroup": "c", "time": "t"}
+SHIPPED = "shipped"  # the column of the hardening areas' results: the runtime's as-shipped sandbox
 TITLE_EVIDENCE = 6
 
 SCRIPT = r""""use strict";
@@ -42,8 +45,8 @@ const results = JSON.parse(document.getElementById("nsconform-results").textCont
 const panel = document.getElementById("detail");
 function show(i) {
   const r = results[i];
-  const combination = r.combination === null ? "n/a" : r.combination.join("+") || "none";
-  document.getElementById("d-title").textContent = r.check + " [" + combination + "]";
+  const where = r.area ? "shipped" : r.combination === null ? "n/a" : r.combination.join("+") || "none";
+  document.getElementById("d-title").textContent = r.check + " [" + where + "]";
   document.getElementById("d-meta").textContent = r.outcome + " (expected " + r.expected + "): " + r.id;
   const reason = document.getElementById("d-reason");
   reason.textContent = r.reason;
@@ -182,30 +185,44 @@ def counts_text(entry: dict[str, Any]) -> str:
 
 
 def axis(doc: dict[str, Any]) -> list[str]:
-    """The namespaces the columns vary over, in the kernel's order."""
-    names = set(doc["summary"]) | {ns for r in doc["results"] for ns in r["combination"] or ()}
+    """The namespaces the columns vary over, in the kernel's order (the hardening areas are rows, not axes)."""
+    names = (set(doc["summary"]) - set(AREAS)) | {
+        ns for r in doc["results"] if not r.get("area") for ns in r["combination"] or ()
+    }
     return [ns for ns in ALL if ns in names] + sorted(names - set(ALL))
+
+
+def column(r: dict[str, Any]) -> str:
+    """A result's column: its combination, or `shipped` for a hardening area's (the runtime's as-shipped sandbox)."""
+    return SHIPPED if r.get("area") else combo_id(r["combination"])
 
 
 def matrix(doc: dict[str, Any]) -> str:
     results = doc["results"]
-    applied = [r["combination"] for r in results if r["combination"] is not None]  # n/a: no column
+    applied = [r["combination"] for r in results if r["combination"] is not None and not r.get("area")]  # n/a: none
     combos = sorted({tuple(sorted(c)) for c in applied}, key=lambda c: (len(c), c))
+    shipped = next((tuple(sorted(r["combination"])) for r in results if r.get("area")), None)
     names = axis(doc)
-    # columns are grouped by how many namespaces they isolate; a gap starts each group
+    # columns are grouped by how many namespaces they isolate; a gap starts each group, and the as-shipped column
+    ids = [combo_id(c) for c in combos]
     gap = ["g" if i and len(c) != len(combos[i - 1]) else "" for i, c in enumerate(combos)]
-    cell = {(r["check"], combo_id(r["combination"])): i for i, r in enumerate(results)}
+    if shipped is not None:
+        combos, ids, gap = [*combos, shipped], [*ids, SHIPPED], [*gap, "g"]
+    cell = {(r["check"], column(r)): i for i, r in enumerate(results)}
     regressed = {label(c) for c in doc.get("baseline", {}).get("regressions", [])}
     guarantees = doc.get("checks", {})
     labels = "".join(
         f'<th class="c {g}" title="{esc(combo_id(c))}"><span>{esc(abbreviation(c, names))}</span></th>'
-        for c, g in zip(combos, gap, strict=True)
+        if key != SHIPPED
+        else f'<th class="c {g}" title="{esc("as shipped: " + combo_id(c))}"><span>{SHIPPED}</span></th>'
+        for c, key, g in zip(combos, ids, gap, strict=True)
     )
     rows = [f'<tr><th class="axis">isolates</th>{labels}</tr>']
     for ns in names:
         dots = "".join(
-            f'<td class="dot {g}" title="{esc(combo_id(c))}"><span class="{"on" if ns in c else "off"}"></span></td>'
-            for c, g in zip(combos, gap, strict=True)
+            f'<td class="dot {g}" title="{esc(combo_id(c) if key != SHIPPED else "as shipped: " + combo_id(c))}">'
+            f'<span class="{"on" if ns in c else "off"}"></span></td>'
+            for c, key, g in zip(combos, ids, gap, strict=True)
         )
         rows.append(f'<tr><th class="axis">{esc(ns)} isolated</th>{dots}</tr>')
     for ns, checks in namespaces_and_checks(doc).items():
@@ -216,8 +233,8 @@ def matrix(doc: dict[str, Any]) -> str:
         )
         for check in checks:
             cells = []
-            for c, g in zip(combos, gap, strict=True):
-                i = cell.get((check, combo_id(c)))
+            for key, g in zip(ids, gap, strict=True):
+                i = cell.get((check, key))
                 if i is None:
                     cells.append(f'<td class="k {g}"><span class="na" title="does not apply"></span></td>')
                     continue
@@ -233,10 +250,10 @@ def matrix(doc: dict[str, Any]) -> str:
 
 
 def namespaces_and_checks(doc: dict[str, Any]) -> dict[str, list[str]]:
-    """The checks of each namespace with results, namespaces in the summary's order."""
+    """The checks of each namespace (and hardening area) with results, in the summary's order."""
     found: dict[str, set[str]] = {}
     for r in doc["results"]:
-        found.setdefault(r["namespace"], set()).add(r["check"])
+        found.setdefault(subject(r), set()).add(r["check"])
     order = [*doc["summary"], *sorted(set(found) - set(doc["summary"]))]
     return {ns: sorted(found[ns]) for ns in order if ns in found}
 
@@ -301,7 +318,7 @@ def failure_section(results: list[dict[str, Any]], guarantees: dict[str, str]) -
             evidence = "\n".join(evidence_lines(r.get("evidence", {})))
             parts.append(
                 f'<details{" open" if r is group[0] else ""}><summary><span class="mono">'
-                f"[{esc(combo_id(r['combination']))}]</span> {esc(r['outcome'])} (expected {esc(r['expected'])})"
+                f"[{esc(column(r))}]</span> {esc(r['outcome'])} (expected {esc(r['expected'])})"
                 f"</summary><pre>{multiline(r.get('reason', ''))}</pre>"
                 + (f"<pre>{multiline(evidence)}</pre>" if evidence else "")
                 + f'<p class="sub mono">{esc(r.get("id", ""))}</p></details>'

@@ -66,7 +66,7 @@ FILES = {
 NOT_DEBIAN = {"pytest", "vng"}  # installed by pip into .venv (pyproject.toml)
 # Words of such literals that name a program on PATH but are none the project runs (a key, a label, a
 # shell builtin) or one every Debian has and the tests' data only names.
-WORDS = {"command", "dir", "dirs", "echo", "set", "time", "true", "link", "id", "rm", "mount"}
+WORDS = {"command", "dir", "dirs", "echo", "set", "time", "true", "link", "id", "rm", "mount", "mknod", "tty"}
 BIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 ARGV_LITERAL = re.compile(r"[\[(]\s*\"([a-z][\w.+-]*)\",")
 

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_fs_instances_own,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.hygiene import journal, naming
@@ -219,22 +226,14 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 
 
 @guarantee("net", "isolated", needs=["mnt"], references=("network_namespaces(7)", "sysfs(5)"))
-def test_sysfs_shows_own_links(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """Where network and mount are isolated, /sys/class/net lists the sandbox's own links, not the host's (a sysfs
-    shows the links of the network namespace it was mounted from)."""
-    # 1. ASSERT an own network namespace (in the host's, the host's links are the sandbox's own)
-    # 2. the links of the sandbox's namespace as the kernel reports them (netlink, ioctl)
-    # 3. /sys/class/net inside, where a sysfs is mounted; 4. EXPECT the same link names
-    verdict.require_own_namespace("net", sandbox, host)
-    try:
-        shown = sandbox.probe("list_dir", path="/sys/class/net")["names"]
-    except FileNotFoundError:
-        verdict.note(sysfs="no /sys/class/net inside: no sysfs shows links")
-        return
-    own = sorted(name for _, name, _ in sandbox.probe("links"))
-    verdict.expect(
-        shown == own,
-        "/sys/class/net inside lists the links of another network namespace",
-        sysfs_links=shown,
-        netlink_links=own,
-    )
+def test_fs_instances_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Where network and mount are isolated, every sysfs mounted inside, wherever it is mounted, lists in class/net
+    the sandbox's own links, not another namespace's (a sysfs shows the network namespace it was mounted from)."""
+    expect_fs_instances_own("net", sandbox, host, verdict)
+
+
+@guarantee("net", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/net, a volume of /run/netns) opens
+    another network namespace that setns accepts."""
+    expect_no_foreign_namespace_file("net", sandbox, host, verdict)

@@ -9,7 +9,13 @@ from collections.abc import Iterable, Sequence
 import psutil
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host, not_inside
 from nsconform.runtimes.declared import Expect
@@ -201,3 +207,10 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
     """No fd the sandbox's first process inherited carries the host's credentials: none grants an access that
     opening the same file afresh inside is refused (the kernel refuses setns into an ancestor user namespace)."""
     expect_no_inherited_handle("user", sandbox, host, verdict)
+
+
+@guarantee("user", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/user, a volume of namespace files) opens
+    another user namespace that setns accepts."""
+    expect_no_foreign_namespace_file("user", sandbox, host, verdict)

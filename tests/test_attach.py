@@ -22,6 +22,9 @@ from nsconform.sandbox.sandbox import Sandbox, SandboxError
 from tests.conftest import ROOT, SuiteRun
 from tests.runtime_profiles import unshare_fixed
 
+# the unshare targets copy the host's mount table; their root could join a namespace file bound there meanwhile
+pytestmark = pytest.mark.usefixtures("stable_host_mounts")
+
 CHECKS = str(ROOT / "isolation_checks")
 UNSHARE_FLAGS = ["--uts", "--ipc", "--net", "--pid", "--mount", "--mount-proc"]
 CLAIMS = ["uts", "ipc", "net", "pid", "mnt"]

@@ -4,12 +4,17 @@ evidence in a passing check; the judgement of a handle leaves the harness's own 
 
 from __future__ import annotations
 
+import fcntl
+import os
+from pathlib import Path
+
 import pytest
 
 from nsconform.escapes import ATTACH_PREMISE, FS_TYPES, findings
 from nsconform.namespaces import ALL
+from nsconform.runtimes.runtime import PROFILES_DIR
 from nsconform.sandbox.native import NativeRuntime
-from tests.conftest import ROOT, check_node
+from tests.conftest import ROOT, check_node, host_mount_table, host_namespace_file
 from tests.test_negative_controls import catalogue
 from tests.test_runtimes import require
 
@@ -122,3 +127,37 @@ def test_runtime_that_keeps_the_hosts_sysfs_is_violated_in_net(name: str, run_su
     run = run_suite("--nsc-runtime", name, check_node("net.fs_instances_own", combination))
     assert run.outcomes("net.fs_instances_own") == {combination: "failed"}, run.output
     assert run.verdicts()["net"] == "violated"
+
+
+def test_unshare_with_a_host_namespace_file_on_the_host_is_violated_in_that_namespace(run_suite) -> None:
+    """util-linux unshare copies the host's mount table: with the host's UTS namespace file bound there, uts is
+    violated (setns through it renames the host) and nothing else; the host's PID namespace file bound beside it is
+    refused (EINVAL: an ancestor) and only evidence."""
+    require("unshare")
+    with host_mount_table(fcntl.LOCK_EX), host_namespace_file("uts") as uts, host_namespace_file("pid") as pid:
+        run = run_suite(
+            "--nsc-runtime", "unshare", "--nsc-combinations", "singles", "--nsc-namespaces", "uts,pid,mnt", CHECKS
+        )
+    assert run.verdicts() == {"uts": "violated", "pid": "conformant", "mnt": "conformant"}, run.output
+    assert set(run.outcomes("uts.no_foreign_namespace_file").values()) == {"failed"}
+    refused = [r for r in run.report["results"] if r["check"] == "pid.no_foreign_namespace_file"]
+    assert refused and all(r["outcome"] == "passed" and pid in str(r["evidence"]["refused"]) for r in refused)
+    failed = [r["evidence"].get("usable") for r in run.report["results"] if r["outcome"] == "failed"]
+    assert all(uts in str(usable) for usable in failed), failed
+
+
+def test_runc_with_a_volume_of_a_host_namespace_file_is_violated_in_that_namespace(run_suite, tmp_path: Path) -> None:
+    """runc (a root of its own) with the host's network namespace file as a volume, as `-v /run/netns:/run/netns`
+    gives a container: net is violated, and nothing else. (Not with a user namespace: its root may not make the
+    volume's mount point in the harness's root directory.)"""
+    require("runc")
+    text = (PROFILES_DIR / "runc.toml").read_text()
+    sound = 'options = ["rbind"] }]'
+    source = f"/proc/{os.getpid()}/ns/net"
+    volume = f'{{ destination = "/run/host-netns", source = "{source}", type = "bind", options = ["bind"] }}'
+    assert sound in text
+    profile = tmp_path / "runc-netns-volume.toml"
+    profile.write_text(text.replace(sound, f'options = ["rbind"] }}, {volume}]'))
+    run = run_suite(f"--nsc-runtime={profile}", "--nsc-combinations", "singles", "--nsc-namespaces", "uts,net", CHECKS)
+    assert run.verdicts() == {"uts": "conformant", "net": "violated"}, run.output
+    assert run.outcomes("net.no_foreign_namespace_file") == {"mnt+net": "failed", "mnt+net+uts": "failed"}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from nsconform.escapes import (
     ATTACH_PREMISE,
     HANDLES,
@@ -12,7 +10,7 @@ from nsconform.escapes import (
     expect_no_foreign_namespace_file,
     expect_no_inherited_handle,
 )
-from nsconform.guarantees import Verdict, guarantee
+from nsconform.guarantees import Verdict, guarantee, skip_nothing
 from nsconform.host.observe import Host
 from nsconform.sandbox.sandbox import Sandbox
 
@@ -37,10 +35,11 @@ def test_namespace_root(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     #    shows `/..`-relative paths, which leak where it sits on the host)
     outside = host.probe("cgroups", pid=sandbox.pid)
     if all(path == "/" for _, _, path in outside):
-        pytest.skip("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")
+        skip_nothing("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")
     inside = sandbox.probe("cgroups")
-    verdict.expect(
-        all(path == "/" for _, _, path in inside),
+    verdict.expect_each(
+        {f"{hierarchy}:{controllers}": path == "/" for hierarchy, controllers, path in inside},
+        "/proc/self/cgroup inside lists no cgroup",
         "/proc/self/cgroup inside shows paths above the namespace root",
         cgroups_inside=inside,
         cgroups_on_host=outside,
@@ -52,6 +51,8 @@ def test_paths_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """With cgroup shared, the sandbox sees its cgroups under the same paths as the host does (observed only)."""
     outside = host.probe("cgroups", pid=sandbox.pid)
     inside = sandbox.probe("cgroups")
+    if not inside and not outside:
+        skip_nothing("neither the host nor the sandbox lists a cgroup of the probe's process")
     verdict.expect(
         inside == outside,
         "/proc/self/cgroup inside differs from the host's view of the same process",
@@ -77,7 +78,7 @@ def test_fs_instances_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> Non
     verdict.require_own_namespace("cgroup", sandbox, host)
     outside = host.probe("cgroups", pid=sandbox.pid)
     if all(path == "/" for _, _, path in outside):
-        pytest.skip("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")
+        skip_nothing("the sandbox sits in the root cgroup of every hierarchy: root and namespace root coincide")
     verdict.note(cgroups_on_host=outside)
     expect_fs_instances_own("cgroup", sandbox, host, verdict)
 

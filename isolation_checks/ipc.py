@@ -119,14 +119,17 @@ def test_posix_shm_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> No
 
 @guarantee("ipc", "shared")
 def test_sysv_objects_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """With IPC shared, the sandbox sees exactly the host's SysV objects (observed, never created)."""
+    """With IPC shared, the sandbox sees exactly the host's SysV objects (never created inside)."""
+    # 1. the host holds a SysV object of its own throughout (removed after), so that the views never compare
+    #    nothing with nothing; 2. EXPECT the sandbox's view to be the host's, bracketed by two host views
 
     def objects(view: dict[str, list[list[int]]]) -> set[str]:
         return {f"{kind} key={key:#x} id={ident}" for kind, rows in view.items() for key, ident in rows}
 
-    verdict.expect_shared_view(
-        "SysV objects", lambda: objects(sandbox.probe("sysvipc")), lambda: objects(host.probe("sysvipc"))
-    )
+    with host.ipc_object("shm", naming.ipc_key()):
+        verdict.expect_shared_view(
+            "SysV objects", lambda: objects(sandbox.probe("sysvipc")), lambda: objects(host.probe("sysvipc"))
+        )
 
 
 @guarantee("ipc", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)

@@ -16,7 +16,7 @@ from nsconform.escapes import (
     expect_no_foreign_namespace_file,
     expect_no_inherited_handle,
 )
-from nsconform.guarantees import Verdict, guarantee
+from nsconform.guarantees import Verdict, guarantee, skip_nothing
 from nsconform.host.observe import Host
 from nsconform.hygiene import journal, naming
 from nsconform.sandbox.sandbox import Sandbox
@@ -47,6 +47,8 @@ def test_namespace_identity(sandbox: Sandbox, host: Host, verdict: Verdict) -> N
 def test_only_loopback(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """The sandbox's new network namespace holds only the loopback link (besides veths the harness adds)."""
     inside = sandbox.probe("links")
+    if not inside:
+        skip_nothing("the sandbox's network namespace lists no link at all (not even lo)")
     names = sorted(name for _, name, _ in inside if not own_link(name))
     verdict.expect(names == ["lo"], "the sandbox's network namespace holds links besides lo", links_inside=inside)
 
@@ -55,7 +57,11 @@ def test_only_loopback(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
 def test_host_links_invisible(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """None of the host's links (same name, ifindex and hardware address; lo aside) is visible inside."""
     outside = [link for link in host.probe("links") if link[1] != "lo"]
+    if not outside:
+        skip_nothing("the host has no link but lo to look for inside")
     inside = sandbox.probe("links")
+    if not inside:
+        skip_nothing("the sandbox's network namespace lists no link at all (not even lo)")
     seen = [link for link in outside if link in inside]
     verdict.expect(not seen, "host links are visible inside", host_links_seen_inside=seen, links_inside=inside)
 
@@ -68,6 +74,8 @@ def test_host_links_visible(sandbox: Sandbox, host: Host, verdict: Verdict) -> N
     before = host.probe("links")
     inside = sandbox.probe("links")
     stable = [link for link in host.probe("links") if link in before]
+    if not stable:
+        skip_nothing("the host held no link throughout the look inside")
     missing = [link for link in stable if link not in inside]
     verdict.expect(not missing, "host links are missing inside", host_links_missing_inside=missing, links_inside=inside)
 

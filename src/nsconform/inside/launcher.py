@@ -281,25 +281,32 @@ def leaks_by_path(leaks, ns_files):
 
 
 def bind_host_mount_tree(host_mnt, target):
-    """Leak ns_file_mnt: the kernel binds no mount namespace file in a newer namespace (the host's in the sandbox's:
-    EINVAL), so a child joins the host's mount namespace and unshares a copy of its tree, newer than the
+    """Leak ns_file_mnt: the kernel binds no mount namespace file in a namespace as new or newer (the host's in the
+    sandbox's: EINVAL), so a child joins the host's mount namespace and unshares a copy of its tree, newer than the
     sandbox's; its namespace file is bound on `target`, and the child exits."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     child = os.fork()
     if child == 0:
-        os.close(ready_r)
-        os.close(done_w)
-        checked(libc().setns(host_mnt, NAMESPACES["mnt"]), "setns")
-        checked(libc().unshare(NAMESPACES["mnt"]), "unshare")
-        os.close(ready_w)
-        os.read(done_r, 1)
-        os._exit(0)
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            checked(libc().setns(host_mnt, NAMESPACES["mnt"]), "setns")
+            checked(libc().unshare(NAMESPACES["mnt"]), "unshare")
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
     os.close(ready_w)
     os.close(done_r)
-    os.read(ready_r, 1)
     try:
-        mount(f"/proc/{child}/ns/mnt", target, None, MS_BIND)
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(1, "leak ns_file_mnt: the child could not make a copy of the host's mount tree")
+        fd = os.open(f"/proc/{child}/ns/mnt", os.O_RDONLY)
+        try:
+            mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+        finally:
+            os.close(fd)
     finally:
         os.close(done_w)
         os.close(ready_r)

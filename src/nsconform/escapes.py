@@ -138,7 +138,8 @@ def inheritance(sandbox: Sandbox, host: Host) -> Inheritance:
 def expect_no_inherited_handle(ns: str, sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """EXPECT no fd the probe inherited (its channel to the harness aside) to open the host's `ns` namespace usably.
 
-    ASSERT first an own `ns` namespace: in the host's, a handle of the host's namespace is the sandbox's own."""
+    ASSERT first an own `ns` namespace: in the host's, a handle of the host's namespace is the sandbox's own.
+    SKIP where nothing beyond the harness's channel was inherited: there is no handle to examine."""
     verdict.require_own_namespace(ns, sandbox, host)
     inherited = inheritance(sandbox, host)
     if not inherited.fds:
@@ -178,8 +179,8 @@ def namespace_files(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 def target_refusal(facts: dict[str, Any], sandbox: Sandbox) -> str:
     """Under --nsc-attach, why the target's own credentials could not join what the joined probe (root with the
-    harness's capabilities) joined: no CAP_SYS_ADMIN in its effective set, or a user namespace that does not own
-    the namespace (nor any of its owners' ancestors). Empty where they could, or where the sandbox is no target."""
+    harness's capabilities) joined: no CAP_SYS_ADMIN in its effective set, or a user namespace that is neither the
+    namespace's owner nor an ancestor of that owner. Empty where they could, or where the sandbox is no target."""
     target = sandbox.hello.get("attached")
     if not sandbox.joined or not isinstance(target, int):
         return ""
@@ -189,7 +190,7 @@ def target_refusal(facts: dict[str, Any], sandbox: Sandbox) -> str:
         return f"the target (pid {target}) holds no CAP_SYS_ADMIN (CapEff {caps:016x})"
     user = sandbox.ns_inode("user")
     if user is None or list(user) not in facts.get("owners", []):
-        return f"the target's user namespace ({user and user[1]}) owns neither it nor an owner of it"
+        return f"the target's user namespace ({user and user[1]}) is neither its owner nor an ancestor of that owner"
     return ""
 
 

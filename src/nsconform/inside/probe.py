@@ -980,7 +980,7 @@ def fs_instances(fstypes, queue=""):
     filesystem's top cgroup holds this process (its cgroup namespace root). A mount that another covers, or
     that cannot be opened, is reported with `open` saying why."""
     seen = []
-    for point in sorted({row[2] for row in mountinfo() if row[3] in fstypes}):
+    for point, fstype in sorted({row[2]: row[3] for row in mountinfo() if row[3] in fstypes}.items()):
         facts = {"path": point}
         seen.append(facts)
         try:
@@ -990,6 +990,8 @@ def fs_instances(fstypes, queue=""):
             continue
         try:
             facts["fs"] = fs_name(fd)
+            if facts["fs"][:1] == "E":  # fstatfs refused (ENOSYS in gVisor): the mount table's word for it
+                facts["fs"] = fstype
             if facts["fs"] not in fstypes:
                 facts["open"] = "covered"
             elif facts["fs"] == "proc":

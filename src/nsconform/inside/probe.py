@@ -937,6 +937,18 @@ def owners(fd):
         return chain
 
 
+def mounts_of(fstypes):
+    """(mount point, fs type, root within its filesystem) of each mount here of one of `fstypes`, in mount order
+    (mountinfo's root field: `/` for a whole filesystem, `/sys` for a bind of a subtree, `net:[N]` for nsfs)."""
+    found = []
+    for line in read_text("/proc/self/mountinfo").splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if tail.split()[0] in fstypes:
+            found.append((unescape(fields[4]), tail.split()[0], unescape(fields[3])))
+    return found
+
+
 @op
 def namespace_files():
     """Every nsfs mount of this mount namespace (a namespace file bound on a path, as `ip netns add` or a volume
@@ -945,10 +957,8 @@ def namespace_files():
     Its type comes from mountinfo's root field (`net:[4026531840]`); one that another mount covers, or that
     cannot be opened, is reported with `open` saying why."""
     points = {}
-    for line in read_text("/proc/self/mountinfo").splitlines():
-        fields = line.partition(" - ")[0].split()
-        if line.partition(" - ")[2].split()[0] == "nsfs":
-            points.setdefault(unescape(fields[4]), []).append(fields[3])
+    for point, _, root in mounts_of(("nsfs",)):
+        points.setdefault(point, []).append(root)
     found = []
     for point, roots in sorted(points.items()):
         found += [{"path": point, "link": r, "nstype": r.partition(":")[0], "open": "covered"} for r in roots[:-1]]
@@ -977,10 +987,12 @@ def fs_instances(fstypes, queue=""):
     """Every mount here of one of `fstypes`, and whether its instance shows this process's own namespace: a proc
     names this process in `self` as its PID namespace numbers it, a sysfs lists in class/net the links this
     network namespace has, an mqueue lists `queue` (made in this IPC namespace by the caller), a cgroup
-    filesystem's top cgroup holds this process (its cgroup namespace root). A mount that another covers, or
-    that cannot be opened, is reported with `open` saying why."""
-    seen = []
-    for point, fstype in sorted({row[2]: row[3] for row in mountinfo() if row[3] in fstypes}.items()):
+    filesystem's top cgroup holds this process (its cgroup namespace root). A bind of a subtree (a runtime's
+    masked /proc/sys) is its instance's (the same device) where that instance is mounted whole here too; else
+    what it shows cannot be told, and it is reported with `open` saying so, as a mount that another covers or
+    that cannot be opened is."""
+    seen, whole, parts = [], {}, []
+    for point, fstype, root in sorted(set(mounts_of(fstypes))):
         facts = {"path": point}
         seen.append(facts)
         try:
@@ -994,26 +1006,40 @@ def fs_instances(fstypes, queue=""):
                 facts["fs"] = fstype
             if facts["fs"] not in fstypes:
                 facts["open"] = "covered"
-            elif facts["fs"] == "proc":
-                try:
-                    facts["shows"] = os.readlink("self", dir_fd=fd)
-                except OSError:  # this process is no member of that proc's PID namespace
-                    facts["shows"] = ""
-                facts["own"] = facts["shows"] == str(os.getpid())
-            elif facts["fs"] == "sysfs":
-                try:
-                    facts["shows"] = sorted(os.listdir(f"{point}/class/net"))
-                    facts["own"] = facts["shows"] == sorted(name for _, name, _ in links())
-                except OSError as e:
-                    facts["open"] = errno_name(e)
-            elif facts["fs"] == "mqueue":
-                facts["shows"] = sorted(os.listdir(fd))
-                facts["own"] = queue in facts["shows"]
+            elif root != "/":
+                parts.append((facts, os.fstat(fd).st_dev, root))
             else:
-                facts["own"] = lists_probe(fd)
+                show_instance(fd, point, facts, queue)
+                whole[os.fstat(fd).st_dev] = facts
         finally:
             os.close(fd)
+    for facts, dev, root in parts:
+        if dev in whole:
+            facts.update(own=whole[dev].get("own"), shows=f"subtree {root} of the instance at {whole[dev]['path']}")
+        else:
+            facts["open"] = f"subtree {root} of an instance not mounted whole here"
     return seen
+
+
+def show_instance(fd, point, facts, queue):
+    """What the whole filesystem at fd (mounted on `point`) shows of this process's namespaces (fs_instances)."""
+    if facts["fs"] == "proc":
+        try:
+            facts["shows"] = os.readlink("self", dir_fd=fd)
+        except OSError:  # this process is no member of that proc's PID namespace
+            facts["shows"] = ""
+        facts["own"] = facts["shows"] == str(os.getpid())
+    elif facts["fs"] == "sysfs":
+        try:
+            facts["shows"] = sorted(os.listdir(f"{point}/class/net"))
+            facts["own"] = facts["shows"] == sorted(name for _, name, _ in links())
+        except OSError as e:
+            facts["open"] = errno_name(e)
+    elif facts["fs"] == "mqueue":
+        facts["shows"] = sorted(os.listdir(fd))
+        facts["own"] = queue in facts["shows"]
+    else:
+        facts["own"] = lists_probe(fd)
 
 
 # -- the loop -----------------------------------------------------------------------------------

@@ -208,19 +208,27 @@ def host_handles(leaks):
     return kept
 
 
-def detach_namespace_files():
-    """Unshare a mount namespace of this process's own, make its tree private and detach from it every namespace
-    file the host's mount table holds (named network namespaces, a container engine's netns files): the sandbox's
-    mount namespace, made from this one next, has none. Before the sandbox's user namespace exists, which would
-    lock them (EINVAL); private first, so that no detach propagates to the host's mounts."""
-    checked(libc().unshare(NAMESPACES["mnt"]), "unshare")
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+def namespace_file_points():
+    """The mount point of every namespace file (nsfs mount) of this mount namespace, in mount order."""
     points = []
     for line in read_text("/proc/self/mountinfo").splitlines():
         head, _, tail = line.partition(" - ")
         if tail.split()[0] == "nsfs":
             points.append(unescape(head.split()[4]))
-    for point in reversed(points):  # the last mounted on a point first
+    return points
+
+
+def detach_namespace_files():
+    """Where the host's mount table holds namespace files (named network namespaces, a container engine's netns
+    files), unshare a mount namespace of this process's own, make its tree private and detach every one of them:
+    the sandbox's mount namespace, made from this one next, has none. Before the sandbox's user namespace exists,
+    which would lock them (EINVAL); private first, so that no detach propagates to the host's mounts."""
+    points = namespace_file_points()
+    if not points:
+        return
+    checked(libc().unshare(NAMESPACES["mnt"]), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    for point in reversed(points):  # the last mounted on a point first (the copy has the same mounts)
         checked(libc().umount2(point.encode(), MNT_DETACH), f"umount {point}")
 
 

@@ -68,6 +68,7 @@ try:  # in the sandbox these names come from the probe's source, sent just befor
         libc,
         loads,
         mount,
+        mounts_of,
         read_text,
         serve,
         set_uts,
@@ -208,22 +209,12 @@ def host_handles(leaks):
     return kept
 
 
-def namespace_file_points():
-    """The mount point of every namespace file (nsfs mount) of this mount namespace, in mount order."""
-    points = []
-    for line in read_text("/proc/self/mountinfo").splitlines():
-        head, _, tail = line.partition(" - ")
-        if tail.split()[0] == "nsfs":
-            points.append(unescape(head.split()[4]))
-    return points
-
-
 def detach_namespace_files():
     """Where the host's mount table holds namespace files (named network namespaces, a container engine's netns
     files), unshare a mount namespace of this process's own, make its tree private and detach every one of them:
     the sandbox's mount namespace, made from this one next, has none. Before the sandbox's user namespace exists,
     which would lock them (EINVAL); private first, so that no detach propagates to the host's mounts."""
-    points = namespace_file_points()
+    points = [point for point, _, _ in mounts_of(("nsfs",))]
     if not points:
         return
     checked(libc().unshare(NAMESPACES["mnt"]), "unshare")

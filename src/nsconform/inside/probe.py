@@ -949,6 +949,15 @@ def mounts_of(fstypes):
     return found
 
 
+def open_mount(point, flags, facts):
+    """An fd of what is mounted on `point`, or None with `facts["open"]` saying why it could not be opened."""
+    try:
+        return os.open(point, flags | os.O_CLOEXEC)
+    except OSError as e:
+        facts["open"] = errno_name(e)
+        return None
+
+
 @op
 def namespace_files():
     """Every nsfs mount of this mount namespace (a namespace file bound on a path, as `ip netns add` or a volume
@@ -964,10 +973,8 @@ def namespace_files():
         found += [{"path": point, "link": r, "nstype": r.partition(":")[0], "open": "covered"} for r in roots[:-1]]
         facts = {"path": point, "link": roots[-1], "nstype": roots[-1].partition(":")[0]}
         found.append(facts)
-        try:
-            fd = os.open(point, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            facts["open"] = errno_name(e)
+        fd = open_mount(point, os.O_RDONLY | os.O_NOFOLLOW, facts)
+        if fd is None:
             continue
         try:
             if fs_name(fd) != "nsfs":
@@ -995,10 +1002,8 @@ def fs_instances(fstypes, queue=""):
     for point, fstype, root in sorted(set(mounts_of(fstypes))):
         facts = {"path": point}
         seen.append(facts)
-        try:
-            fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            facts["open"] = errno_name(e)
+        fd = open_mount(point, os.O_RDONLY | os.O_DIRECTORY, facts)
+        if fd is None:
             continue
         try:
             facts["fs"] = fs_name(fd)

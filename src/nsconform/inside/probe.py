@@ -994,12 +994,14 @@ def fs_instances(fstypes, queue=""):
     """Every mount here of one of `fstypes`, and whether its instance shows this process's own namespace: a proc
     names this process in `self` as its PID namespace numbers it, a sysfs lists in class/net the links this
     network namespace has, an mqueue lists `queue` (made in this IPC namespace by the caller), a cgroup
-    filesystem's top cgroup holds this process (its cgroup namespace root). A bind of a subtree (a runtime's
+    filesystem's top cgroup holds this process (its cgroup namespace root; mountinfo shows a cgroup mount's root
+    relative to it, so one that begins `/..` lies above it). A bind of a subtree of a proc or sysfs (a runtime's
     masked /proc/sys) is its instance's (the same device) where that instance is mounted whole here too; else
     what it shows cannot be told, and it is reported with `open` saying so, as a mount that another covers or
     that cannot be opened is."""
     seen, whole, parts = [], {}, []
-    for point, fstype, root in sorted(set(mounts_of(fstypes))):
+    top = {point: (fstype, root) for point, fstype, root in mounts_of(fstypes)}  # the last mounted on a point
+    for point, (fstype, root) in sorted(top.items()):
         facts = {"path": point}
         seen.append(facts)
         fd = open_mount(point, os.O_RDONLY | os.O_DIRECTORY, facts)
@@ -1011,6 +1013,8 @@ def fs_instances(fstypes, queue=""):
                 facts["fs"] = fstype
             if facts["fs"] not in fstypes:
                 facts["open"] = "covered"
+            elif facts["fs"] in ("cgroup", "cgroup2") and root != "/":  # relative to this cgroup namespace's root
+                facts.update(shows=f"cgroup {root}", own=not root.startswith("/.."))
             elif root != "/":
                 parts.append((facts, os.fstat(fd).st_dev, root))
             else:

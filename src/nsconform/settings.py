@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nsconform import namespaces as ns
+from nsconform.inputs import PROBE_TIMEOUT_S, InputError, seconds
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
@@ -70,10 +71,10 @@ OPTIONS = (
     Option("no-host-audit", "do not fail the session when the host differs after it from before it"),
     Option(
         "probe-timeout",
-        "seconds a probe may take before its sandbox is killed and the result is error (default: 10)",
+        f"seconds a probe may take before its sandbox is killed and the result is error, at most "
+        f"{PROBE_TIMEOUT_S:g} (default: 10)",
         "S",
-        10.0,
-        type=float,
+        "10",
     ),
 )
 
@@ -133,11 +134,11 @@ def from_config(config: pytest.Config) -> Settings:
     misread_rootdir(config)
     if runtime.name == "native" and (why := runtime.unavailable()):
         raise pytest.UsageError(why)  # the harness's own runtime cannot work here at all
-    if opt.nsc_probe_timeout <= 0:
-        raise pytest.UsageError(f"--nsc-probe-timeout must be positive, not {opt.nsc_probe_timeout:g}")
-    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None
-    if baseline is not None and not baseline.is_file():
-        raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
+    try:
+        probe_timeout = seconds("--nsc-probe-timeout", opt.nsc_probe_timeout, PROBE_TIMEOUT_S)
+    except InputError as e:
+        raise pytest.UsageError(str(e)) from None
+    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None  # read by the controller at once
     return Settings(
         runtime=runtime,
         namespaces=namespaces,
@@ -145,7 +146,7 @@ def from_config(config: pytest.Config) -> Settings:
         combinations=tuple(combos),
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
-        probe_timeout=opt.nsc_probe_timeout,
+        probe_timeout=probe_timeout,
     )
 
 

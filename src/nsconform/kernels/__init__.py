@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import merge
-from nsconform.report.writing import VIEWS, ReportDirError, check_writable, write_atomic
+from nsconform.report.writing import VIEWS, ReportDirError, ReportWriteError, check_writable, write_set
 
 LIMIT_OPTION = "--kernel-timeout"
 DEFAULT_LIMIT_S = 3600.0
@@ -67,11 +68,10 @@ def take_limit(suite_args: list[str]) -> tuple[float, list[str]]:
         if name != LIMIT_OPTION:
             rest.append(arg)
             continue
-        value = value if eq else next(args, "")
         try:
-            limit = float(value)
-        except ValueError:
-            raise EntryError(f"{LIMIT_OPTION} needs a number of seconds, not {value!r}") from None
+            limit = seconds(LIMIT_OPTION, value if eq else next(args, ""), KERNEL_TIMEOUT_S)
+        except InputError as e:
+            raise EntryError(str(e)) from None
     return limit, rest
 
 
@@ -204,8 +204,13 @@ def run(entries: list[str], suite_args: list[str], report_dir: Path) -> int:
         print("nsconform: --kernels interrupted", file=sys.stderr)
         return 130
     if columns:
-        write_atomic(report_dir / "matrix.html", merge.render_html(columns))
-        write_atomic(report_dir / "matrix.md", merge.render_markdown(columns))
+        try:
+            write_set(
+                report_dir, {"matrix.html": merge.render_html(columns), "matrix.md": merge.render_markdown(columns)}
+            )
+        except ReportWriteError as e:
+            print(f"nsconform: {e}", file=sys.stderr)
+            return 4
         print(
             f"nsconform: compatibility matrix of {len(columns)} kernel(s): {report_dir / 'matrix.html'}, "
             f"{report_dir / 'matrix.md'}",

@@ -86,5 +86,5 @@ def test_fs_instances_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> Non
 @guarantee("cgroup", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
 def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/cgroup, a volume of namespace files) opens
-    another cgroup namespace that setns accepts."""
+    another cgroup namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
     expect_no_foreign_namespace_file("cgroup", sandbox, host, verdict)

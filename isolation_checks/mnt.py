@@ -222,5 +222,5 @@ def test_cwd_and_root_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 @guarantee("mnt", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
 def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/mnt, a volume of namespace files) opens
-    another mount namespace that setns accepts."""
+    another mount namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
     expect_no_foreign_namespace_file("mnt", sandbox, host, verdict)

@@ -225,5 +225,5 @@ def test_fs_instances_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> Non
 @guarantee("pid", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
 def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/pid, a volume of namespace files) opens
-    another PID namespace that setns accepts."""
+    another PID namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
     expect_no_foreign_namespace_file("pid", sandbox, host, verdict)

@@ -232,5 +232,5 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 @guarantee("user", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
 def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/user, a volume of namespace files) opens
-    another user namespace that setns accepts."""
+    another user namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
     expect_no_foreign_namespace_file("user", sandbox, host, verdict)

@@ -8,12 +8,16 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nsconform.host.mounts import journaled_mount
+from nsconform.host.observe import scratch_dir
+from nsconform.inside import probe
 from nsconform.namespaces import combo_id
 from nsconform.report.schema import validate
 from nsconform.settings import SETTINGS
@@ -69,6 +73,41 @@ def quiet_host() -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def host_mount_table(operation: int) -> Iterator[None]:
+    """flock (LOCK_SH or LOCK_EX) on tests/data: a test that puts namespace files in the host's mount table (a bound
+    /proc/PID/ns/NS, a dockerd's netns files) holds it exclusively; a test whose sandboxes copy the host's mount
+    table with the capabilities to join them (unshare, firejail, an unshare target to attach to), and whose verdicts
+    would change with them, holds it shared."""
+    fd = os.open(Path(__file__).parent / "data", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def stable_host_mounts() -> Iterator[None]:
+    """No namespace file is put in the host's mount table by another test while this one runs (host_mount_table)."""
+    with host_mount_table(fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def host_namespace_file(ns: str) -> Iterator[str]:
+    """This process's `ns` namespace file (the host's) bound on a journaled scratch file, as a volume of
+    /run/netns would hold one (never `ip netns add`, which leaves /run/netns a shared mount on the host), for the
+    block. The caller holds host_mount_table(LOCK_EX)."""
+    with scratch_dir("nsfile", mode=0o711) as parent:
+        path = os.path.join(parent, ns)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        with journaled_mount(
+            path, None, lambda: probe.mount(f"/proc/{os.getpid()}/ns/{ns}", path, None, probe.MS_BIND)
+        ):
+            yield path
 
 
 @pytest.fixture(autouse=True)

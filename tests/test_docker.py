@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import shutil
@@ -19,7 +20,8 @@ from nsconform.hygiene import journal
 from nsconform.inside import probe
 from nsconform.runtimes.bundles import make_rootfs
 from nsconform.runtimes.runtime import PROFILES_DIR, ProfileRuntime
-from tests.conftest import ROOT
+from nsconform.sandbox.native import NativeRuntime
+from tests.conftest import ROOT, host_mount_table, host_namespace_file
 from tests.runtime_profiles import profile_runtime
 from tests.test_areas import AREA_CHECKS
 from tests.test_attach import comparable, target_state
@@ -80,6 +82,11 @@ def docker_host() -> Iterator[str]:
     cannot start."""
     if shutil.which("dockerd") is None or shutil.which("docker") is None:
         pytest.skip("dockerd or docker not found on PATH (install.sh installs docker.io)")
+    with host_mount_table(fcntl.LOCK_EX):  # its containers' netns files are in the host's mount table
+        yield from started_dockerd()
+
+
+def started_dockerd() -> Iterator[str]:
     made, entry = make_scratch_dir("docker")
     scratch = Path(made)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -238,3 +245,39 @@ def test_docker_as_shipped_keeps_devices_knobs_sockets_and_privileged_breaks_the
     expected = {"devices": "violated", "knobs": "violated", "sockets": "conformant"}
     assert {a: privileged.verdicts()[a] for a in names} == expected, privileged.output
     assert docker(docker_host, "ps", "--all", "--quiet") == ""
+
+
+def test_native_stays_conformant_on_a_host_with_containers_and_namespace_files(
+    docker_host: str, image: str, run_suite
+) -> None:
+    """With a container of the test's dockerd running (its network namespace file under dockerd's exec root) and the
+    host's network namespace file bound on the host (as a volume of /run/netns would hold one), the default native
+    run is conformant in every namespace: its launcher detaches the namespace files it inherits. Without that
+    (leak keep_ns_files), net is violated, and nothing else."""
+    container = docker(
+        docker_host,
+        "run",
+        "--detach",
+        "--network",
+        "none",
+        "--volume",
+        "/usr:/usr:ro",
+        image,
+        "/usr/bin/sleep",
+        "infinity",
+    )
+    try:
+        with host_namespace_file("net") as bound:
+            with open("/proc/self/mountinfo") as f:
+                files = [line.split()[4] for line in f if " - nsfs " in line]
+            sound = run_suite(CHECKS)
+            leaky = run_suite(
+                "--nsc-namespaces", "net,mnt", CHECKS, runtime=NativeRuntime(leaks=frozenset({"keep_ns_files"}))
+            )
+    finally:
+        docker(docker_host, "rm", "--force", container)
+    assert bound in files and any("/exec/netns/" in path for path in files), files
+    assert not [r for r in sound.report["results"] if r["outcome"] == "error"], sound.output
+    assert set(sound.verdicts().values()) == {"conformant"}, sound.output
+    assert leaky.verdicts() == {"net": "violated", "mnt": "conformant"}, leaky.output
+    assert "failed" in leaky.outcomes("net.no_foreign_namespace_file").values()

@@ -54,7 +54,9 @@ def test_leaky_runtime_against_sound_baseline_fails_and_names_regressions(run_su
     for name in regressed:
         assert f"`{name}`" in summary
         assert f"REGRESSED {name}: passed -> failed" in leaky.output
-    assert f"{len(regressed)} regressions, 0 improvements: the session fails" in leaky.output
+    assert f"{len(regressed)} regressions, 0 improvements, 0 passes now skipped (no regression): the session fails" in (
+        leaky.output
+    )
 
 
 def test_missing_result_fails_the_session_though_every_test_passed(run_suite, pytester) -> None:

@@ -15,6 +15,10 @@ from nsconform.runtimes.runtime import PROFILES_DIR, declared_hardening, resolve
 from nsconform.sandbox.sandbox import Sandbox, pid_in_namespace
 from tests.conftest import ROOT, SuiteRun
 
+# unshare and firejail copy the host's mount table with the capabilities to join its namespace files: their verdicts
+# hold only while no other test puts one there (a dockerd's, a bound namespace file)
+pytestmark = pytest.mark.usefixtures("stable_host_mounts")
+
 # Each bundled runtime with the combinations its test builds (a matrix or bundle: each namespace alone, none, all).
 RUNS = {
     "unshare": ["--nsc-combinations", "singles"],

@@ -51,6 +51,14 @@ RESTS_ON = ("behaviour", "facts")  # what an area check's pass rests on
 AREA_EXPECTED = "declared"  # an area result's `expected`: what the runtime's profile declares
 EVIDENCE_LIMIT = 400
 SHARED_VIEW_LOOKS = 3  # how often a shared view is looked at again before a difference counts
+NOTHING = "nothing to examine"  # how every skip of a check that found nothing to judge begins
+
+
+def skip_nothing(what: str) -> None:
+    """SKIP a check that found nothing to examine (`what` says what it looked for): a check that examined
+    nothing has no observation that could have failed, so it never passes."""
+    __tracebackhide__ = True
+    pytest.skip(f"{NOTHING}: {what}")
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,15 @@ class Verdict:
             self.failures.append(message)
             self.raise_failures()
 
+    def expect_each(self, judged: dict[str, bool], nothing: str, message: str, **values: Any) -> bool:
+        """EXPECT every one of `judged` (what was examined -> whether it holds) to hold; with nothing judged at
+        all, SKIP saying `nothing`: an empty set is no observation that could have failed."""
+        __tracebackhide__ = True
+        if not judged:
+            skip_nothing(nothing)
+        failing = [name for name, holds in judged.items() if not holds]
+        return self.expect(not failing, message, **values, examined=sorted(judged), failing=failing)
+
     def same_or_different(self, what: str, inside: Any, outside: Any) -> bool:
         """EXPECT `inside` to differ from `outside` when isolated, to equal it when shared."""
         relation = "differ from" if self.isolated else "equal"
@@ -228,12 +245,16 @@ class Verdict:
         during it, so that other processes creating or removing objects meanwhile cannot fake a
         difference. One that came and went between the two host views (another run's, anyone's) may
         still be seen inside only: a difference counts only where every look shows it, up to
-        SHARED_VIEW_LOOKS looks. A namespace of the sandbox's own shows its difference every time.
+        SHARED_VIEW_LOOKS looks. A namespace of the sandbox's own shows its difference every time. Where neither
+        side shows anything, nothing was compared: SKIP.
         """
+        __tracebackhide__ = True
         missing: set[Any] | None = None
         only_inside: set[Any] | None = None
         for _ in range(SHARED_VIEW_LOOKS):
             before, inside, after = look_host(), look_inside(), look_host()
+            if not (before or inside or after):
+                skip_nothing(f"neither the host nor the sandbox shows any {what}")
             steady, ever = before & after, before | after
             missing = steady - inside if missing is None else missing & (steady - inside)
             only_inside = inside - ever if only_inside is None else only_inside & (inside - ever)
@@ -267,7 +288,10 @@ class Verdict:
                     "the checks of the shared view decide"
                 )
             return True
-        return self.same_or_different(f"{ns} namespace", sandbox.ns_inode(ns), host.ns_inode(ns))
+        inside, outside = sandbox.ns_inode(ns), host.ns_inode(ns)
+        if inside is None and outside is None:
+            skip_nothing(f"neither the host nor the sandbox has a {ns} namespace to compare (no /proc/PID/ns/{ns})")
+        return self.same_or_different(f"{ns} namespace", inside, outside)
 
     def require_own_namespace(self, ns: str, sandbox: Any, host: Any) -> None:
         """ASSERT the sandbox has its own `ns` namespace before a probe writes anything inside it.

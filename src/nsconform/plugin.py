@@ -388,7 +388,10 @@ class Recorder:
             for c in improvements:
                 terminalreporter.line(f"IMPROVED {c.label}: {c.was} -> {c.now}", green=True)
             verdict = "the session fails" if regressions else "no regression"
-            terminalreporter.line(f"{len(regressions)} regressions, {len(improvements)} improvements: {verdict}")
+            skipped = f", {self.comparison.now_skipped} passes now skipped (no regression)"
+            terminalreporter.line(
+                f"{len(regressions)} regressions, {len(improvements)} improvements{skipped}: {verdict}"
+            )
         if self.written:
             where = self.config.stash[SETTINGS].report_dir
             terminalreporter.write_line(f"nsconform reports in {where}: {', '.join(self.written)}")

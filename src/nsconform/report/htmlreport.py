@@ -274,7 +274,8 @@ def baseline_section(baseline: dict[str, Any]) -> list[str]:
         f"<h2>Against the baseline: {plural(len(regressions), 'regression')}, "
         f"{plural(len(improvements), 'improvement')}</h2>",
         f'<p class="sub">baseline <code>{esc(baseline["file"])}</code>; a regression passed there and now fails, '
-        "errors or is missing</p>",
+        f"errors or is missing; {baseline.get('now_skipped', 0)} passed there and are skipped now (nothing to "
+        "examine): no regression</p>",
     ]
     for title, changed in (("Regressions", regressions), ("Improvements", improvements)):
         rows = []

@@ -91,6 +91,11 @@ def changes(baseline: dict[str, Any]) -> list[str]:
         parts.append(f"Every result that passed in the baseline {code(baseline['file'])} passes.")
     if improvements:
         parts += [f"### Improvements ({len(improvements)})", change_table(improvements)]
+    if baseline.get("now_skipped"):
+        parts.append(
+            f"{baseline['now_skipped']} results that passed in the baseline are skipped now (a check that finds "
+            "nothing to examine is skipped): no regression."
+        )
     return parts
 
 

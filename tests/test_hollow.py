@@ -47,7 +47,6 @@ EMPTY: dict[str, Any] = {
     "fs_instances": [],
     "host_privileged": {"swapoff": errno.ENOSYS, "init_module": errno.ENOSYS},
     "device_nodes": {"nodes": [], "cut_short": False},
-    "socket_files": {"sockets": [], "cut_short": []},
 }
 # shared views: the host's objects (its links, mounts, cgroups, a SysV object of its own) missing inside is a
 # difference, not nothing

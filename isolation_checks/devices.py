@@ -27,7 +27,7 @@ def test_no_host_device_opens(shipped: Shipped, verdict: Verdict) -> None:
     #    O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC and closed at once; a class whose open acts (watchdog,
     #    snapshot, tty, console) never is, and is named as not tried
     # 3. EXPECT none to open; with no node reachable at all there is nothing to examine
-    listed = shipped.probe("device_nodes", roots=devices.roots(mount_table(shipped)))
+    listed = shipped.probe("device_nodes", roots=devices.roots(shipped.mountinfo()))
     if not listed["nodes"]:
         skip_nothing("no device node is reachable inside, not even a declared one")
     survey = devices.survey(map(Node.from_probe, listed["nodes"]), shipped.declared.devices or ())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nsconform.fixtures.shipped import mount_table
 from nsconform.guarantees import guarantee, skip_nothing
 
 OCI_PATHS = "OCI runtime spec: config-linux.md, Masked Paths and Readonly Paths"
@@ -38,7 +39,7 @@ def test_masked_by_a_mount(shipped, verdict):
     or read-only tmpfs), as the sandbox's mount table shows."""
     # 1. The sandbox's mount table, and the declared masked paths it has
     paths = existing(shipped, shipped.declared.masked_paths, verdict)
-    points = {m["point"]: m for m in shipped.mountinfo()}
+    points = {m["point"]: m for m in mount_table(shipped)}
     # 2. EXPECT a mount exactly at each
     unmasked = [p for p in paths if p not in points]
     verdict.note(masked_by={p: f"{points[p]['fstype']} {points[p]['root']}" for p in paths if p in points})
@@ -70,7 +71,7 @@ def test_readonly_mounted_so(shipped, verdict):
     options in the sandbox's mount table say `ro`)."""
     # 1. The mount holding each declared read-only path
     paths = existing(shipped, shipped.declared.readonly_paths, verdict)
-    mounts = shipped.mountinfo()
+    mounts = mount_table(shipped)
     on = {p: holder(mounts, p) for p in paths}
     # 2. EXPECT each read-only
     writable = [p for p, m in on.items() if "ro" not in m["options"]]

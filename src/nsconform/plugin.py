@@ -22,6 +22,7 @@ from nsconform.hygiene import journal
 from nsconform.hygiene.hostguard import AUDIT, HostGuard
 from nsconform.locations import checks_dir
 from nsconform.namespaces import Combination, combo_id
+from nsconform.report import kcidb
 from nsconform.report.baseline import Baseline, Comparison
 from nsconform.report.conformance import ReportError, describe_runtime, document
 from nsconform.report.results import ResultBook, plain
@@ -293,7 +294,8 @@ class Recorder:
         )
         if AUDIT in self.config.stash:
             doc["host_audit"] = self.config.stash[AUDIT]
-        self.written = [path.name for path in write_reports(settings.report_dir, doc)]
+        extra = {kcidb.FILE: kcidb.render([doc], settings.kcidb)} if settings.kcidb else None
+        self.written = [path.name for path in write_reports(settings.report_dir, doc, extra)]
         if (
             self.comparison
             and self.comparison.regressions

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nsconform import namespaces as ns
+from nsconform.report import kcidb
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
@@ -75,6 +76,9 @@ OPTIONS = (
         10.0,
         type=float,
     ),
+    Option("kcidb", "also write kcidb.json, the results in KernelCI's KCIDB v5.3 format (docs/reports.md)"),
+    Option("kcidb-origin", "the origin (CI system) named in kcidb.json's ids, [a-z0-9_]+ (default: nsconform)", "NAME"),
+    Option("kcidb-commit", "git_commit_hash of the kernel under test in kcidb.json (a kernel built from git)", "HASH"),
 )
 
 
@@ -87,6 +91,7 @@ class Settings:
     report_dir: Path
     baseline: Path | None
     probe_timeout: float
+    kcidb: kcidb.Options | None = None  # --nsc-kcidb: kcidb.json beside the reports
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -138,6 +143,10 @@ def from_config(config: pytest.Config) -> Settings:
     baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None
     if baseline is not None and not baseline.is_file():
         raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
+    try:
+        kcidb_options = kcidb_from(opt)
+    except kcidb.KcidbError as e:
+        raise pytest.UsageError(str(e)) from None
     return Settings(
         runtime=runtime,
         namespaces=namespaces,
@@ -146,7 +155,19 @@ def from_config(config: pytest.Config) -> Settings:
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
         probe_timeout=opt.nsc_probe_timeout,
+        kcidb=kcidb_options,
     )
+
+
+def kcidb_from(opt: Any, prefix: str = PREFIX) -> kcidb.Options | None:
+    """--nsc-kcidb's options, checked (errors name them with `prefix`); --nsc-kcidb-origin or --nsc-kcidb-commit
+    alone is a mistake, said."""
+    if not opt.nsc_kcidb:
+        given = [name for name in ("kcidb-origin", "kcidb-commit") if getattr(opt, f"nsc_{name.replace('-', '_')}")]
+        if given:
+            raise kcidb.KcidbError(f"{prefix}{given[0]} is for kcidb.json: add {prefix}kcidb")
+        return None
+    return kcidb.options(opt.nsc_kcidb_origin, opt.nsc_kcidb_commit, prefix)
 
 
 def attach_to(value: str, base: Runtime | None) -> AttachRuntime:

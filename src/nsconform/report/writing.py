@@ -45,9 +45,10 @@ VIEWS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def write_reports(directory: Path, document: dict[str, Any]) -> list[Path]:
-    """Render every view first (a rendering bug writes nothing), then write each atomically."""
-    texts = {name: render(document) for name, render in VIEWS.items()}
+def write_reports(directory: Path, document: dict[str, Any], extra: dict[str, str] | None = None) -> list[Path]:
+    """Render every view first (a rendering bug writes nothing), then write each, and the `extra` files
+    (name: text, such as kcidb.json), atomically."""
+    texts = {name: render(document) for name, render in VIEWS.items()} | (extra or {})
     for name, text in texts.items():
         write_atomic(directory / name, text)
     return [directory / name for name in texts]

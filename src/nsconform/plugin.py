@@ -22,7 +22,6 @@ from nsconform.hygiene import journal
 from nsconform.hygiene.hostguard import AUDIT, HostGuard
 from nsconform.locations import checks_dir
 from nsconform.namespaces import Combination, combo_id
-from nsconform.report import kcidb
 from nsconform.report.baseline import Baseline, Comparison
 from nsconform.report.conformance import ReportError, describe_runtime, document
 from nsconform.report.results import ResultBook, plain
@@ -294,7 +293,11 @@ class Recorder:
         )
         if AUDIT in self.config.stash:
             doc["host_audit"] = self.config.stash[AUDIT]
-        extra = {kcidb.FILE: kcidb.render([doc], settings.kcidb)} if settings.kcidb else None
+        extra = None
+        if settings.kcidb is not None:  # imported only when asked
+            from nsconform.report import kcidb
+
+            extra = {kcidb.FILE: kcidb.render([doc], settings.kcidb)}
         self.written = [path.name for path in write_reports(settings.report_dir, doc, extra)]
         if (
             self.comparison

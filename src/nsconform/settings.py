@@ -7,14 +7,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from nsconform import namespaces as ns
-from nsconform.report import kcidb
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
+
+if TYPE_CHECKING:
+    from nsconform.report import kcidb
 
 SETTINGS = pytest.StashKey["Settings"]()
 PREFIX = "--nsc-"
@@ -145,7 +147,7 @@ def from_config(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
     try:
         kcidb_options = kcidb_from(opt)
-    except kcidb.KcidbError as e:
+    except ValueError as e:  # kcidb.KcidbError, the only one it raises
         raise pytest.UsageError(str(e)) from None
     return Settings(
         runtime=runtime,
@@ -161,12 +163,14 @@ def from_config(config: pytest.Config) -> Settings:
 
 def kcidb_from(opt: Any, prefix: str = PREFIX) -> kcidb.Options | None:
     """--nsc-kcidb's options, checked (errors name them with `prefix`); --nsc-kcidb-origin or --nsc-kcidb-commit
-    alone is a mistake, said."""
-    if not opt.nsc_kcidb:
-        given = [name for name in ("kcidb-origin", "kcidb-commit") if getattr(opt, f"nsc_{name.replace('-', '_')}")]
-        if given:
-            raise kcidb.KcidbError(f"{prefix}{given[0]} is for kcidb.json: add {prefix}kcidb")
+    alone is a mistake, said. The writer is imported only then: a run without them does not load it."""
+    given = [name for name in ("kcidb-origin", "kcidb-commit") if getattr(opt, f"nsc_{name.replace('-', '_')}")]
+    if not opt.nsc_kcidb and not given:
         return None
+    from nsconform.report import kcidb
+
+    if not opt.nsc_kcidb:
+        raise kcidb.KcidbError(f"{prefix}{given[0]} is for kcidb.json: add {prefix}kcidb")
     return kcidb.options(opt.nsc_kcidb_origin, opt.nsc_kcidb_commit, prefix)
 
 

@@ -69,9 +69,16 @@ def test_one_test_per_result_with_its_path_status_and_evidence() -> None:
 
 
 def test_two_hosts_merged_hold_exactly_their_results() -> None:
+    """Result by result: each report's result is the test of its host with its node id, path and status."""
     a, b = recorded(), other_host()
+    b["runtime"]["version"] = "runc 1.1\0"
     data = valid(kcidb.document([a, b], OPTS))
-    assert written_tests(data) == expected_tests(a, b)
+    assert written_tests(data) == expected_tests(a, b) and len(data["tests"]) == len(a["results"] + b["results"])
+    tests = {(t["environment"]["misc"]["host"]["hostname"], t["misc"]["report_id"]): t for t in data["tests"]}
+    for doc in (a, b):
+        for r in doc["results"]:
+            test = tests[(doc["host"]["hostname"], r["id"])]
+            assert (test["path"], test["status"]) in expected_tests({"results": [r]})
     assert len(data["builds"]) == 2  # two kernels
     statuses = {t["path"]: t["status"] for t in data["tests"] if t["id"].split(":")[1] == "kernel-5-10"}
     assert statuses["nsconform.uts.hostname_private.uts"] == "PASS"

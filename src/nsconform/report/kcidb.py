@@ -137,8 +137,13 @@ def stamp(started: str) -> str:
     return started.replace("-", "").replace(":", "")
 
 
+def no_nul(text: str) -> str:
+    """The schema's strings carry no NUL: a report's (from a probe or a runtime) is written as \\0."""
+    return text.replace("\0", "\\0")
+
+
 def excerpt(text: str) -> str:
-    return text.replace("\0", "\\0")[:EXCERPT_LIMIT]
+    return no_nul(text)[:EXCERPT_LIMIT]
 
 
 def runtime_of(doc: dict[str, Any]) -> dict[str, Any]:
@@ -149,11 +154,9 @@ def runtime_of(doc: dict[str, Any]) -> dict[str, Any]:
 def tests_of(doc: dict[str, Any], host: str, build_id: str, opts: Options) -> list[dict[str, Any]]:
     """One test per result of one report; `host` is the host's name as the ids give it."""
     runtime = runtime_of(doc)
-    environment = {
-        "comment": f"{host}: {doc['host'].get('distro', '?')}, runtime {runtime['name']}"
-        + (f" ({runtime['version']})" if runtime.get("version") else ""),
-        "misc": {"host": doc["host"], "runtime": runtime},
-    }
+    version = f" ({runtime['version']})" if runtime.get("version") else ""
+    comment = f"{host}: {doc['host'].get('distro', '?')}, runtime {runtime['name']}{version}"
+    environment = {"comment": no_nul(comment), "misc": {"host": doc["host"], "runtime": runtime}}
     prefix = f"{opts.origin}:{host}:{doc['host'].get('kernel', '?')}:{runtime['name']}"
     tests = []
     for result in doc["results"]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kcidb_io.schema import V5_3
 
+from nsconform.kernels import Entry, kernel_of
 from nsconform.report import kcidb
 from tests.conftest import ROOT
 from tests.reportdata import recorded
@@ -119,6 +120,20 @@ def test_an_entry_without_report_is_one_miss_test_with_the_reason() -> None:
     assert len(data["builds"]) == 1 and miss["build_id"] == data["builds"][0]["id"]  # the same kernel's build
     alone = valid(kcidb.document([], OPTS, [missing]))
     assert "status" not in alone["builds"][0]  # no run on it: whether it boots is not known
+
+
+def test_a_fetched_series_without_report_is_a_miss_on_its_package_build(tmp_path: Path, monkeypatch) -> None:
+    """An audit's 6.1 entry that gave no report: its build is the one its report would have named."""
+    cached = tmp_path / "kernels" / "6.1"
+    cached.mkdir(parents=True)
+    record = {"package": "linux-image-6.1.0-57-amd64", "version": "6.1.192-3"}
+    (cached / "fetched.json").write_text(json.dumps(record))
+    monkeypatch.setenv("NSCONFORM_CACHE_DIR", str(tmp_path))
+    kernel = kernel_of(Entry("6.1", "6.1"))
+    booted = kcidb.Kernel.of_host({"kernel": "6.1.0-57-amd64", "kernel_version": DEBIAN_6_1, "machine": "x86_64"})
+    assert kernel == kcidb.Kernel("6.1.0-57-amd64", "", "x86_64", "6.1.192-3")
+    assert kernel.key(OPTS) == booted.key(OPTS) and kernel.describe() == booted.describe()
+    assert kernel_of(Entry("5.10", "5.10")) == kcidb.Kernel("5.10")  # not fetched: only its name is known
 
 
 def test_hardening_areas_and_hostile_text_stay_in_the_alphabet() -> None:

@@ -189,6 +189,21 @@ def test_bad_pids_are_usage_errors(run_suite) -> None:
     assert run.ret == pytest.ExitCode.USAGE_ERROR and "use declared" in run.output
 
 
+def test_a_zombie_target_is_refused_before_anything_is_written(run_suite, pytester: pytest.Pytester) -> None:
+    """1. an earlier report in the report directory; 2. a child that has exited, not yet reaped (a zombie)
+    3. --nsc-attach to it; 4. EXPECT a usage error saying it has exited, the earlier report byte for byte"""
+    earlier = pytester.path / "reports" / "conformance.json"
+    earlier.parent.mkdir()
+    before = (ROOT / "tests" / "data" / "conformance.json").read_bytes()
+    earlier.write_bytes(before)
+    with subprocess.Popen(["true"]) as child:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited; left unreaped until the block ends
+        run = run_suite("--nsc-attach", str(child.pid), CHECKS)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR and "has exited (a zombie" in run.output, run.output[-2000:]
+    assert earlier.read_bytes() == before
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["conformance.json"]
+
+
 def test_a_target_that_exits_mid_run_gives_errors_not_verdicts(unshare_target: int, run_suite) -> None:
     """The target ends after the first check: every later result is error (with the reason), none a verdict."""
 

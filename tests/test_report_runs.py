@@ -8,15 +8,21 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
+from nsconform.host.mounts import journaled_mount
+from nsconform.hygiene import naming
+from nsconform.inside import probe
 from nsconform.report.results import label
 from nsconform.report.writing import VIEWS
 from nsconform.sandbox.native import NativeRuntime
 from tests.chromium import dump_dom
 from tests.conftest import ROOT, check_node
+from tests.test_reliability import run_pytest
 
 LEAKY_UTS = NativeRuntime(omit=frozenset({"uts"}))
 SUITE = str(ROOT / "isolation_checks")
@@ -152,3 +158,88 @@ def test_xdist_run_writes_every_report_from_the_controller_only(tmp_path: Path) 
     dom = dump_dom(out / "conformance.html")
     for check in {r["check"] for r in report["results"]}:
         assert check in dom
+
+
+# -- what a session writes, and what it leaves ---------------------------------------------------
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+class InterruptAtFirstCheck:
+    """The session is stopped as the first check is set up (as by Ctrl-C, which pytester would re-raise):
+    it ends before any result."""
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        pytest.exit("stopped before any result")
+
+
+def test_a_session_that_ran_no_check_leaves_the_report_directory_as_it_was(run_suite, pytester) -> None:
+    """1. a run's reports, and a README of the user's, in the report directory; 2. with that very report for
+    --nsc-baseline: collect-only, everything deselected, interrupted before a result
+    3. EXPECT the directory byte for byte as it was after each; 4. a run with results and failures (a leaky
+    runtime) against it: EXPECT its reports written, the regressions against the report it replaced in them"""
+    first = run_suite("--nsc-namespaces", "uts", SUITE)
+    assert first.ret == pytest.ExitCode.OK, first.output
+    reports = pytester.path / "reports"
+    (reports / "README.md").write_text("the user's notes on these reports\n")
+    before = snapshot(reports)
+    baseline = ("--nsc-baseline", str(reports / "conformance.json"))
+    for args, plugins, status in (
+        (("--collect-only", "-q"), (), pytest.ExitCode.OK),
+        (("-k", "no_such_check"), (), pytest.ExitCode.NO_TESTS_COLLECTED),
+        ((), (InterruptAtFirstCheck(),), pytest.ExitCode.INTERRUPTED),
+    ):
+        run = run_suite("--nsc-namespaces", "uts", *baseline, *args, SUITE, plugins=plugins)
+        assert run.ret == status, (args, run.output[-3000:])
+        assert snapshot(reports) == before, args
+        assert "regression" not in run.output, args
+    leaky = run_suite("--nsc-namespaces", "uts", *baseline, SUITE, runtime=LEAKY_UTS)
+    assert leaky.ret == pytest.ExitCode.TESTS_FAILED
+    assert leaky.report["baseline"]["regressions"] and leaky.report["summary"]["uts"]["verdict"] == "violated"
+    assert (reports / "README.md").read_bytes() == before["README.md"]
+    assert sorted(snapshot(reports)) == sorted(before)
+
+
+@contextmanager
+def small_filesystem(point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `point` for the block, journaled as the harness journals its mounts."""
+    point.mkdir()
+    source = naming.unique("tmpfs")
+    with journaled_mount(str(point), source, lambda: probe.mount(source, str(point), "tmpfs", 0, f"size={size}")):
+        yield point
+
+
+def fill(directory: Path, leave: int) -> None:
+    """Take the free space of `directory`'s filesystem but `leave` bytes (rounded down to whole pages)."""
+    with open(directory / "filler", "wb", buffering=0) as f, suppress(OSError):  # ENOSPC: full
+        while True:
+            f.write(b"\0" * 4096)
+    stats = os.statvfs(directory)
+    filler = directory / "filler"
+    os.truncate(filler, max(0, filler.stat().st_size - (leave // 4096) * 4096 + stats.f_bavail * stats.f_frsize))
+
+
+FILES_KEPT = "its files are as they were"
+
+
+def test_a_full_report_filesystem_ends_the_session_with_one_line_and_the_earlier_set(tmp_path: Path) -> None:
+    """1. a run's reports, a README and a file filling the rest, on a small tmpfs; 2. a run with no space
+    left, and one with space for some of its reports but not all
+    3. EXPECT exit status 4, one line naming the directory and ENOSPC, no traceback, the directory byte for
+    byte as it was (no report of the new set among the old, no temporary file)"""
+    args = ("--nsc-namespaces", "uts", "-k", "hostname_private")
+    with small_filesystem(tmp_path / "small", "1m") as reports:
+        first = run_pytest(*args, f"--nsc-report-dir={reports}")
+        assert first.returncode == 0, first.stdout[-3000:]
+        (reports / "README.md").write_text("the user's notes on these reports\n")
+        sizes = {name: (reports / name).stat().st_size for name in VIEWS}
+        for leave in (0, sizes["conformance.json"] + sizes["junit.xml"] + 4096):
+            fill(reports, leave)
+            before = snapshot(reports)
+            run = run_pytest(*args, f"--nsc-report-dir={reports}")
+            said = f"nsconform: reports not written in {reports}: No space left on device (ENOSPC); " + FILES_KEPT
+            assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout[-3000:]
+            assert said in run.stdout.splitlines() and "Traceback" not in run.stdout + run.stderr, run.stdout[-3000:]
+            assert snapshot(reports) == before, leave

@@ -7,7 +7,9 @@ characters, a lone surrogate): every view must show them as text, never as marku
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -22,7 +24,7 @@ from nsconform.report.baseline import Baseline
 from nsconform.report.conformance import load_report
 from nsconform.report.page import COLOURS
 from nsconform.report.results import Result, label, summarize
-from nsconform.report.writing import VIEWS, write_atomic, write_reports
+from nsconform.report.writing import VIEWS, ReportWriteError, write_atomic, write_reports
 from tests import png
 from tests.chromium import dump_dom, screenshot
 from tests.reportdata import HOSTILE, RECORDED, recorded
@@ -383,6 +385,37 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
         write_atomic(target, "new report\n" * 1000)
     assert target.read_text() == "old report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_set_that_fails_midway_leaves_the_earlier_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A file of a set fails while written (the fsync of the last one: EDQUOT) or put in place (the rename of the
+    third, after two: EIO): the earlier set and the user's README byte for byte, no temporary file left, the
+    error named."""
+    out = tmp_path / "out"
+    write_reports(out, recorded())
+    (out / "README.md").write_text("the user's\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".conformance.html."):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        real_fsync(fd)
+
+    def replace(source: Path, target: Path) -> None:
+        if Path(target).name == "summary.md" and Path(source).name.startswith(".summary.md."):
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, failing, fsync if failing == "fsync" else replace)
+    newer = {**recorded(), "started": "2030-01-01T00:00:00Z"}
+    code = "EDQUOT" if failing == "fsync" else "EIO"
+    with pytest.raises(ReportWriteError, match=rf"reports not written in {out}: .* \({code}\); its files are as"):
+        write_reports(out, newer)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_readme_picture_is_a_chromium_screenshot_of_a_report() -> None:

@@ -25,12 +25,13 @@ from nsconform.namespaces import Combination, combo_id
 from nsconform.report.baseline import Baseline, Comparison
 from nsconform.report.conformance import ReportError, describe_runtime, document
 from nsconform.report.results import ResultBook, plain
-from nsconform.report.writing import ReportDirError, check_writable, write_reports
+from nsconform.report.writing import ReportDirError, ReportWriteError, check_writable, write_reports
 from nsconform.runtimes.runtime import always_isolated, attached
 from nsconform.sandbox.sandbox import SandboxError
 from nsconform.settings import SETTINGS, Settings, add_options, from_config, rootless
 
 UNCHECKED = "nsconform_unchecked"
+NOTHING_TO_REPORT = (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR)  # sessions that write no report
 HARDENING_SEEN = pytest.StashKey[list[list[str]]]()  # the combinations whose sandbox's hardening was recorded
 JOURNAL = pytest.StashKey[journal.Journal]()
 pytest_plugins = ("nsconform.fixtures.sandboxes", "nsconform.fixtures.observers")
@@ -207,7 +208,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     combination = combination_of(item)
     if spec is None or combination is None or (report.passed and report.when != "call"):
         return report  # a passing setup or teardown adds nothing to the result the call's record gives
-    outcome, reason = classify(report, call)
+    outcome, reason, later = classify(report, call)
+    evidence = item.stash[VERDICT].evidence if VERDICT in item.stash else {}
     record = {
         "id": item.nodeid,
         "check": spec.name,
@@ -218,7 +220,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "phase": report.when,
         "outcome": outcome,
         "reason": reason,
-        "evidence": item.stash[VERDICT].evidence if VERDICT in item.stash else {},
+        "evidence": {**evidence, "raised after the error": later} if later else evidence,
         "duration_s": round(report.duration, 6),
     }
     sandbox = getattr(item, "funcargs", {}).get("nsconform_sandbox")
@@ -230,28 +232,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[str, str]:
-    """A result's outcome and reason: an AssertionError is a failed guarantee, anything else an error."""
+def classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[str, str, list[str]]:
+    """A result's outcome and reason (an AssertionError is a failed guarantee, anything else an error), and what
+    was raised after the sandbox failed (`first_cause`)."""
     if report.passed:
-        return "passed", ""
+        return "passed", "", []
     if report.skipped:
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        return "skipped", reason.removeprefix("Skipped: ")
+        return "skipped", reason.removeprefix("Skipped: "), []
     excinfo = call.excinfo
-    text = excinfo.exconly() if excinfo else str(report.longrepr)
-    if excinfo is not None and excinfo.errisinstance(AssertionError) and report.when == "call":
-        return "failed", str(excinfo.value)[:2000]
-    if excinfo is not None and excinfo.errisinstance(SandboxError):
-        text = str(excinfo.value)
-    return "error", text[:2000]
+    if excinfo is None:
+        return "error", str(report.longrepr)[:2000], []
+    first, later = first_cause(excinfo.value)
+    if first is not excinfo.value:
+        return "error", str(first)[:2000], later
+    if isinstance(first, AssertionError) and report.when == "call":
+        return "failed", str(first)[:2000], []
+    return "error", (str(first) if isinstance(first, SandboxError) else excinfo.exconly())[:2000], []
+
+
+def first_cause(raised: BaseException) -> tuple[BaseException, list[str]]:
+    """What a check's error began with: the first SandboxError among the exceptions raised while handling
+    others (a cleanup call after the sandbox failed raises "the sandbox is closed" over the timeout that
+    closed it), and, short, each raised after it; `raised` itself where no SandboxError came before it."""
+    chain = [raised]
+    while not chain[-1].__suppress_context__ and chain[-1].__context__ is not None and len(chain) < 20:
+        chain.append(chain[-1].__context__)
+    failed = [i for i, e in enumerate(chain) if isinstance(e, SandboxError)]
+    if not failed or failed[-1] == 0:
+        return raised, []
+    first = failed[-1]  # the deepest: raised first
+    return chain[first], [f"{type(e).__name__}: {e}"[:500] for e in reversed(chain[:first])]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A check whose result is `error` shows as E and counts as an error, as in its report (pytest would call an
+    exception in the test's call a failure); the session's exit status is the same."""
+    if report.when == "call" and report.failed:
+        records = [record for name, record in report.user_properties if name == "nsconform"]
+        if records and records[0]["outcome"] == "error":
+            return "error", "E", "ERROR"
+    return None
 
 
 class Recorder:
     """Collects every result (its own, or the xdist workers') and writes the reports at the end.
 
     Only the controller (or a serial run) writes: it checks at start that --nsc-report-dir is writable
-    and that --nsc-baseline is a report, and at the end fails the session on any regression.
+    and reads --nsc-baseline in full (it may be the very report this run replaces), and at the end fails
+    the session on any regression. A session without a result (collect-only, everything deselected,
+    interrupted before a check ended, a usage or internal error) writes nothing and compares nothing: the
+    report directory stays as it was. Reports that cannot be written end the session with exit status 4
+    and one line saying why (nsconform.report.writing), the earlier set in place.
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -263,6 +297,7 @@ class Recorder:
         self.baseline: Baseline | None = None
         self.comparison: Comparison | None = None
         self.written: list[str] = []
+        self.unwritten = ""  # why the reports could not be written
         if self.controller:
             settings = config.stash[SETTINGS]
             try:
@@ -277,8 +312,8 @@ class Recorder:
                 self.book.add(record)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.controller or not (len(self.book) or self.baseline):
-            return  # workers report to the controller; a run without checks or baseline writes no report
+        if not self.controller or not len(self.book) or session.exitstatus in NOTHING_TO_REPORT:
+            return  # workers report to the controller; a session that ran no check writes nothing
         settings = self.config.stash[SETTINGS]
         results = self.book.results()
         self.comparison = self.baseline.compare(results) if self.baseline else None
@@ -298,7 +333,12 @@ class Recorder:
             from nsconform.report import kcidb
 
             extra = {kcidb.FILE: kcidb.render([doc], settings.kcidb)}
-        self.written = [path.name for path in write_reports(settings.report_dir, doc, extra)]
+        try:
+            self.written = [path.name for path in write_reports(settings.report_dir, doc, extra)]
+        except ReportWriteError as e:
+            self.unwritten = str(e)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
         if (
             self.comparison
             and self.comparison.regressions
@@ -320,3 +360,5 @@ class Recorder:
         if self.written:
             where = self.config.stash[SETTINGS].report_dir
             terminalreporter.write_line(f"nsconform reports in {where}: {', '.join(self.written)}")
+        if self.unwritten:
+            terminalreporter.write_line(f"nsconform: {self.unwritten}", red=True, bold=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from nsconform import namespaces as ns
+from nsconform.inputs import PROBE_TIMEOUT_S, InputError, seconds
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
@@ -73,10 +74,10 @@ OPTIONS = (
     Option("no-host-audit", "do not fail the session when the host differs after it from before it"),
     Option(
         "probe-timeout",
-        "seconds a probe may take before its sandbox is killed and the result is error (default: 10)",
+        f"seconds a probe may take before its sandbox is killed and the result is error, at most "
+        f"{PROBE_TIMEOUT_S:g} (default: 10)",
         "S",
-        10.0,
-        type=float,
+        "10",
     ),
     Option("kcidb", "also write kcidb.json, the results in KernelCI's KCIDB v5.3 format (docs/reports.md)"),
     Option("kcidb-origin", "the origin (CI system) named in kcidb.json's ids, [a-z0-9_]+ (default: nsconform)", "NAME"),
@@ -140,11 +141,11 @@ def from_config(config: pytest.Config) -> Settings:
     misread_rootdir(config)
     if runtime.name == "native" and (why := runtime.unavailable()):
         raise pytest.UsageError(why)  # the harness's own runtime cannot work here at all
-    if opt.nsc_probe_timeout <= 0:
-        raise pytest.UsageError(f"--nsc-probe-timeout must be positive, not {opt.nsc_probe_timeout:g}")
-    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None
-    if baseline is not None and not baseline.is_file():
-        raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
+    try:
+        probe_timeout = seconds("--nsc-probe-timeout", opt.nsc_probe_timeout, PROBE_TIMEOUT_S)
+    except InputError as e:
+        raise pytest.UsageError(str(e)) from None
+    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None  # read by the controller at once
     try:
         kcidb_options = kcidb_from(opt)
     except ValueError as e:  # kcidb.KcidbError, the only one it raises
@@ -156,7 +157,7 @@ def from_config(config: pytest.Config) -> Settings:
         combinations=tuple(combos),
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
-        probe_timeout=opt.nsc_probe_timeout,
+        probe_timeout=probe_timeout,
         kcidb=kcidb_options,
     )
 

@@ -106,6 +106,8 @@ def left_by(written: list[journal.Written]) -> tuple[list[str], list[str]]:
             try:
                 if objects.present(entry, owner):
                     left.append(f"{objects.describe(entry)} (process {owner.pid}, {one.header['role']})")
+            except objects.Replaced:
+                continue  # another object in its place: this run's is gone
             except objects.Unverifiable as e:
                 problems.append(f"{objects.describe(entry)}: {e}")
     return left, problems

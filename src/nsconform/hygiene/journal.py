@@ -11,13 +11,18 @@ its process ends with nothing left to remove.
 Entries are two-phase, one JSON line each:
 - `intent`: the kind and exact name of an object, written before the object is made (and fsync'd
   where the object would outlive a crash of the machine: files on disk, containers);
-- `made`: the object's identity once it exists (device and inode of a path, key, id and creator pid
-  of a SysV object, ifindex of a link, mount id of a mount, start time of a process);
+- `made`: the object's identity once it exists, one a later object of the same name or number cannot have
+  (nsconform.hygiene.identity: device, inode, birth time and generation of a path; key, id, creator and
+  creation time of a SysV object; ifindex of a link, whose intent names the ifalias the harness gives it;
+  unique id of a mount; inode of a message queue; start time of a process);
 - `removed`: the harness removed it (or found it gone).
 
-Names carry the process's token (nsconform.hygiene.naming), so that an object whose identity was
-never recorded (a crash between the intent and `made`) can still be told for the process's by its
-exact name. The journal needs no pytest: any program (the kernel audit's VMs) may `record` what it makes.
+Names carry the process's token (nsconform.hygiene.naming), so that no two processes ever make objects
+of the same name; a name is never proof of whose an object is: an object whose identity was never
+recorded (a crash between the intent and `made`) is reported by the reaper, not removed. Journals of
+version 1 (an earlier nsconform, which recorded reusable identities only) are read, and what they list
+is removed only where their identity is proof (a process's start time). The journal needs no pytest:
+any program (the kernel audit's VMs) may `record` what it makes.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nsconform.hygiene import identity
+
+VERSION = 2  # 1: identities without birth times, unique mount ids, ifaliases or SysV creation times
+READABLE = (1, VERSION)
 KINDS = ("process", "container", "mount", "link", "sysv", "mqueue", "path")
 DURABLE = frozenset({"path", "container"})  # what outlives a crash of the machine: their intents are fsync'd
 ROOT_DIRECTORY = Path("/run/nsconform")
@@ -80,11 +89,6 @@ def directory() -> Path:
     if st.st_mode & 0o077:
         path.chmod(0o700)
     return path
-
-
-def path_identity(path: str) -> dict[str, int]:
-    st = os.lstat(path)
-    return {"dev": st.st_dev, "ino": st.st_ino}
 
 
 def read_starttime(pid: int) -> int:
@@ -138,7 +142,7 @@ class Journal:
 
     def header(self) -> dict[str, Any]:
         pid = os.getpid()
-        return {"journal": 1, "run": self.run, "role": self.role, "token": self.token, "pid": pid,
+        return {"journal": VERSION, "run": self.run, "role": self.role, "token": self.token, "pid": pid,
                 "start": read_starttime(pid), "uid": os.geteuid()}  # fmt: skip
 
     def _open(self) -> int:
@@ -232,8 +236,8 @@ class Journal:
             self.removed(entry)
 
     def made_path(self, entry: Entry) -> None:
-        """The path `entry` names exists now: its device and inode are its identity."""
-        self.made(entry, **path_identity(entry.name))
+        """The path `entry` names exists now: its device, inode, birth time and generation are its identity."""
+        self.made(entry, **identity.path_identity(entry.name))
 
     def made_process(self, entry: Entry, pid: int) -> None:
         """Process `pid` is `entry`'s: its start time, read while a pidfd held it, tells it from a later one."""
@@ -322,7 +326,9 @@ def parse(path: Path, data: bytes) -> Written:
         raise CorruptJournal(f"{path}: no header")
     try:
         header = json.loads(lines[0])
-        if header.get("journal") != 1 or not all(k in header for k in ("run", "token", "pid", "start", "uid")):
+        if header.get("journal") not in READABLE or not all(
+            k in header for k in ("run", "token", "pid", "start", "uid")
+        ):
             raise CorruptJournal(f"{path}: no journal header")
         entries: dict[int, Entry] = {}
         for raw in lines[1:-1]:

@@ -191,7 +191,7 @@ def sysvipc():
     found = {}
     for kind in ("shm", "sem", "msg"):
         rows = read_text("/proc/sysvipc/" + kind).splitlines()[1:]
-        found[kind] = sorted([int(r.split()[0]), int(r.split()[1])] for r in rows)
+        found[kind] = sorted([int(r.split()[0]) & 0xFFFFFFFF, int(r.split()[1])] for r in rows)  # key_t: printed signed
     return found
 
 
@@ -705,12 +705,20 @@ def mount_id(fd):
     return int(value) if value is not None else statx_mount_id(fd)
 
 
-def statx_mount_id(fd):
+def statx(fd, path, flags, mask):
+    """struct statx of `path` (relative to directory fd) as 32 unsigned 64-bit words: stx_mask in word 0's low
+    half, stx_ino word 4, stx_btime words 10-11, stx_dev words 17, stx_mnt_id word 18 (Python 3.11 has no
+    os.statx). Raises OSError, AttributeError for a C library without statx."""
     import ctypes
 
-    buf = (ctypes.c_uint64 * 32)()  # struct statx: 256 bytes, stx_mask first, stx_mnt_id at byte 144
+    buf = (ctypes.c_uint64 * 32)()  # struct statx: 256 bytes
+    checked(libc().statx(fd, path, flags, mask, buf), "statx")
+    return buf
+
+
+def statx_mount_id(fd):
     try:
-        checked(libc().statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID, buf), "statx")
+        buf = statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID)
     except (OSError, AttributeError):  # AttributeError: a C library without statx
         return None
     return buf[144 // 8] if buf[0] & STATX_MNT_ID else None

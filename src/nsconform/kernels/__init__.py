@@ -21,9 +21,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import kcidb, merge
-from nsconform.report.writing import VIEWS, ReportDirError, check_writable, write_atomic
+from nsconform.report.writing import VIEWS, ReportDirError, ReportWriteError, check_writable, write_set
 from nsconform.settings import PREFIX, kcidb_from
 
 LIMIT_OPTION = "--kernel-timeout"
@@ -71,11 +72,10 @@ def take_limit(suite_args: list[str]) -> tuple[float, list[str]]:
         if name != LIMIT_OPTION:
             rest.append(arg)
             continue
-        value = value if eq else next(args, "")
         try:
-            limit = float(value)
-        except ValueError:
-            raise EntryError(f"{LIMIT_OPTION} needs a number of seconds, not {value!r}") from None
+            limit = seconds(LIMIT_OPTION, value if eq else next(args, ""), KERNEL_TIMEOUT_S)
+        except InputError as e:
+            raise EntryError(str(e)) from None
     return limit, rest
 
 
@@ -238,22 +238,28 @@ def run(entries: list[str], suite_args: list[str], report_dir: Path) -> int:
     except KeyboardInterrupt:  # each run has been stopped and cleaned up on the way out
         print("nsconform: --kernels interrupted", file=sys.stderr)
         return 130
+    merged: dict[str, str] = {}
     if columns:
-        write_atomic(report_dir / "matrix.html", merge.render_html(columns))
-        write_atomic(report_dir / "matrix.md", merge.render_markdown(columns))
+        merged |= {"matrix.html": merge.render_html(columns), "matrix.md": merge.render_markdown(columns)}
+    if kcidb_opts is not None:  # every kernel's results, and a MISS test for each entry without a report
+        merged[kcidb.FILE] = kcidb.render([c.doc for c in columns], kcidb_opts, audit.missing)
+    for name in (*merge.FILES, kcidb.FILE):  # an earlier run's matrix is not this run's
+        if name not in merged:
+            (report_dir / name).unlink(missing_ok=True)
+    try:
+        if merged:
+            write_set(report_dir, merged)
+    except ReportWriteError as e:
+        print(f"nsconform: {e}", file=sys.stderr)
+        return 4
+    if columns:
         print(
             f"nsconform: compatibility matrix of {len(columns)} kernel(s): {report_dir / 'matrix.html'}, "
             f"{report_dir / 'matrix.md'}",
             file=sys.stderr,
         )
-    else:
-        for name in merge.FILES:  # an earlier run's matrix is not this run's
-            (report_dir / name).unlink(missing_ok=True)
-    if kcidb_opts is not None:  # every kernel's results, and a MISS test for each entry without a report
-        write_atomic(report_dir / kcidb.FILE, kcidb.render([c.doc for c in columns], kcidb_opts, audit.missing))
+    if kcidb_opts is not None:
         print(f"nsconform: KCIDB results of {len(entries)} kernel(s): {report_dir / kcidb.FILE}", file=sys.stderr)
-    else:
-        (report_dir / kcidb.FILE).unlink(missing_ok=True)
     for trouble in troubles:
         print(f"nsconform: kernel {trouble}", file=sys.stderr)
     return 1 if troubles else 0

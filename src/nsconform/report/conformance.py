@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nsconform.inputs import REPORT_BYTES, InputError, read_limited
 from nsconform.report.hostfacts import host_facts, runtime_version
 from nsconform.report.results import Result, summarize
 from nsconform.report.schema import SchemaError, validate
@@ -71,8 +72,10 @@ def document(
 def load_report(path: Path, *, what: str = "report") -> dict[str, Any]:
     """A conformance.json read back and checked, or ReportError saying what is wrong with it."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as e:
+        doc = json.loads(read_limited(Path(path), REPORT_BYTES, what))
+    except InputError as e:
+        raise ReportError(str(e)) from None
+    except UnicodeDecodeError as e:
         raise ReportError(f"{what} {path}: cannot read it: {e}") from None
     except json.JSONDecodeError as e:
         raise ReportError(f"{what} {path}: not JSON ({e})") from None

@@ -28,7 +28,7 @@ from nsconform.report.hostfacts import fact_rows
 from nsconform.report.markdown import code, icon, table, text
 from nsconform.report.page import esc, legend, page
 from nsconform.report.results import plain, runtime_label
-from nsconform.report.writing import ReportDirError, check_writable, write_atomic
+from nsconform.report.writing import ReportDirError, ReportWriteError, check_writable, write_set
 
 NOT_RUN = "none"
 STATES = ("failed", "error", "passed", "skipped")  # a cell takes the first state any result has
@@ -224,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         columns = hosts([(str(p), load_report(p)) for p in paths])
     except (ReportError, ReportDirError, kcidb.KcidbError) as e:
         parser.error(str(e))
-    write_atomic(args.out_dir / "matrix.html", render_html(columns))
-    write_atomic(args.out_dir / "matrix.md", render_markdown(columns))
-    written = [*FILES]
+    texts = {"matrix.html": render_html(columns), "matrix.md": render_markdown(columns)}
     if opts is not None:
-        write_atomic(args.out_dir / kcidb.FILE, kcidb.render([h.doc for h in columns], opts))
-        written.append(kcidb.FILE)
-    for name in written:
+        texts[kcidb.FILE] = kcidb.render([h.doc for h in columns], opts)
+    try:
+        write_set(args.out_dir, texts)
+    except ReportWriteError as e:
+        parser.exit(4, f"nsconform-merge: {e}\n")
+    for name in texts:
         print(args.out_dir / name)
     return 0
 

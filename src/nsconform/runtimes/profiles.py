@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsconform.inputs import NAME_CHARS, PROFILE_BYTES, InputError, read_limited
 from nsconform.namespaces import ALL, Combination
 from nsconform.runtimes.declared import Expect, IdMap
 
@@ -143,9 +144,9 @@ class Profile:
 def load(path: Path) -> Profile:
     """Read and check the profile at `path`; a ProfileError names the file and the key."""
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ProfileError(f"profile {path}: cannot read it: {e.strerror}") from None
+        text = read_limited(path, PROFILE_BYTES, "profile").decode()
+    except InputError as e:
+        raise ProfileError(str(e)) from None
     except UnicodeDecodeError as e:
         raise ProfileError(f"profile {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse(text, path)
@@ -234,6 +235,8 @@ class _Reader:
     def profile(self, data: dict[str, Any]) -> Profile:
         self.known_keys(data, TOP_KEYS)
         name = self.text(data, "name", required=True)
+        if name is not None and len(name) > NAME_CHARS:
+            raise self.fail("name", f"{len(name):,} characters: a name may have at most {NAME_CHARS}")
         description = self.text(data, "description") or ""
         requires = self.strings(data, "requires") or ()
         command = self.strings(data, "command", empty=False)

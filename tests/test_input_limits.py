@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nsconform import inputs, kernels
+from nsconform import cli, inputs
 from nsconform.namespaces import ALL
 from nsconform.report import merge
 from nsconform.report.baseline import Baseline
@@ -95,6 +95,7 @@ def test_seconds_are_finite_and_in_range(value: str, ok: bool) -> None:
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "86401"])
 def test_a_kernel_timeout_out_of_range_exits_4_at_once(value: str, tmp_path: Path, capsys) -> None:
-    assert kernels.run(["host"], [f"--kernel-timeout={value}"], tmp_path / "reports") == 4
+    reports = tmp_path / "reports"
+    assert cli.main(["--kernels=host", f"--kernel-timeout={value}", f"--report-dir={reports}"]) == 4
     assert "--kernel-timeout must be a number of seconds greater than 0 and at most 86400" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()

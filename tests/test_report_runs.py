@@ -43,7 +43,7 @@ def test_leaky_runtime_against_sound_baseline_fails_and_names_regressions(run_su
     expected = {
         label(r)
         for r in sound.report["results"]
-        if r["namespace"] == "uts" and "uts" in r["combination"] and r["outcome"] == "passed"
+        if r["namespace"] == "uts" and "uts" in (r["combination"] or ()) and r["outcome"] == "passed"
     }
     regressed = {label(c) for c in leaky.report["baseline"]["regressions"]}
     assert leaky.ret != 0
@@ -54,7 +54,9 @@ def test_leaky_runtime_against_sound_baseline_fails_and_names_regressions(run_su
     for name in regressed:
         assert f"`{name}`" in summary
         assert f"REGRESSED {name}: passed -> failed" in leaky.output
-    assert f"{len(regressed)} regressions, 0 improvements: the session fails" in leaky.output
+    assert f"{len(regressed)} regressions, 0 improvements, 0 passes now skipped (no regression): the session fails" in (
+        leaky.output
+    )
 
 
 def test_missing_result_fails_the_session_though_every_test_passed(run_suite, pytester) -> None:
@@ -158,6 +160,35 @@ def test_xdist_run_writes_every_report_from_the_controller_only(tmp_path: Path) 
     dom = dump_dom(out / "conformance.html")
     for check in {r["check"] for r in report["results"]}:
         assert check in dom
+
+
+def test_a_check_on_no_combination_is_n_a_in_its_id_and_every_report(run_suite, pytester) -> None:
+    """`none` is the empty combination; a check that applies to no combination of the run (the native runtime
+    declares no hostname) has one skipped result, `[n/a]` in its pytest id and in every report, recorded with
+    no combination (null), never as the empty one."""
+    run = run_suite("--nsc-namespaces", "uts", "--nsc-combinations", "singles", SUITE)
+    na = [r for r in run.report["results"] if r["check"] == "uts.hostname_as_declared"]
+    assert [(r["id"].rsplit("[", 1)[1], r["combination"], r["outcome"]) for r in na] == [("n/a]", None, "skipped")]
+    assert {label(r) for r in run.report["results"]} >= {"uts.hostname_as_declared[n/a]", "uts.names_shared[none]"}
+    reports = pytester.path / "reports"
+    assert "uts.hostname_as_declared[n/a]" in (reports / "summary.md").read_text()
+    assert "uts.hostname_as_declared[none]" not in (reports / "summary.md").read_text()
+    cases = {case.get("name") for case in ET.parse(reports / "junit.xml").iter("testcase")}
+    assert "uts.hostname_as_declared[n/a]" in cases
+    assert "uts.hostname_as_declared[none]" not in cases
+
+
+def test_guarantee_sentences_read_as_text_in_every_report(run_suite, pytester) -> None:
+    """A check's guarantee is its docstring on one line: no report shows a line break as a literal escape."""
+    run = run_suite("--nsc-namespaces", "mnt,net", "--nsc-combinations", "singles", SUITE)
+    sentences = run.report["checks"]
+    assert sentences["mnt.host_mount_does_not_propagate"].startswith("A mount the host makes under its shared mount")
+    reports = pytester.path / "reports"
+    page, markdown = (reports / "conformance.html").read_text(), (reports / "summary.md").read_text()
+    for sentence in sentences.values():
+        assert "\n" not in sentence
+    assert "\\n" not in markdown
+    assert "\\n" not in page.split('<script type="application/json"')[0]
 
 
 # -- what a session writes, and what it leaves ---------------------------------------------------

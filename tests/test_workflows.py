@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from nsconform.kernels import LIMIT_OPTION
-from nsconform.settings import OPTIONS
 from tests.conftest import ROOT
 
 WORKFLOWS = (ROOT / ".github" / "workflows" / "conformance.yml", ROOT / "docs" / "gitlab-ci.yml")
@@ -78,13 +76,12 @@ def help_options(*argv: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def accepted() -> dict[str, set[str]]:
-    """The options each command accepts, as its own --help says (pytest's with nsconform's plugin); the
-    `nsconform` command takes nsconform's short names, the audit's, and pytest's."""
+    """The options each command accepts, as its own --help says: pytest's with nsconform's plugin; the
+    `nsconform` command's own (nsconform's short names, --kernels ...) and pytest's, which it passes on."""
     pytest_options = help_options(sys.executable, "-m", "pytest", "-p", "no:cacheprovider")
-    short = {f"--{option.name}" for option in OPTIONS} | {"--kernels", LIMIT_OPTION}
     return {
         "pytest": pytest_options,
-        "nsconform": pytest_options | short,
+        "nsconform": pytest_options | help_options(sys.executable, "-m", "nsconform"),
         "nsconform-merge": help_options(sys.executable, "-m", "nsconform.report.merge"),
     }
 

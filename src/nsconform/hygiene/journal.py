@@ -2,11 +2,11 @@
 
 One journal file per harness process (the controller, each xdist worker, any helper that makes host
 objects) and run (a pytest session run in-process inside another has one of its own),
-in a directory only its user may enter (`/run/nsconform` as root; rootless, `$XDG_RUNTIME_DIR/nsconform`
-or `~/.local/state/nsconform`, 0700). The process holds an exclusive flock on its journal for its
-whole life: a journal whose lock is free belongs to a process that is gone. The file appears under
-its name only once locked (made with O_TMPFILE, then linked), and is unlinked, still locked, when
-its process ends with nothing left to remove.
+in a directory only its user may enter (`/run/nsconform` as root; rootless, `$XDG_RUNTIME_DIR/nsconform`,
+`~/.local/state/nsconform`, or where the HOME is not the user's, `$TMPDIR/nsconform-UID`; 0700). The
+process holds an exclusive flock on its journal for its whole life: a journal whose lock is free
+belongs to a process that is gone. The file appears under its name only once locked (made with
+O_TMPFILE, then linked), and is unlinked, still locked, when its process ends with nothing left to remove.
 
 Entries are two-phase, one JSON line each:
 - `intent`: the kind and exact name of an object, written before the object is made (and fsync'd
@@ -35,6 +35,7 @@ import json
 import os
 import secrets
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,12 +76,7 @@ class JournalError(RuntimeError):
 def directory() -> Path:
     """This user's journal directory, made 0700 if missing (and made private if it is the user's own but open
     to others, as a mount point made for another purpose may be); refused if it is not the user's own."""
-    if os.geteuid() == 0:
-        path = ROOT_DIRECTORY
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        path = Path(os.environ["XDG_RUNTIME_DIR"], "nsconform")
-    else:
-        path = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "nsconform")
+    path = ROOT_DIRECTORY if os.geteuid() == 0 else user_directory()
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=True)
     st = path.lstat()
@@ -89,6 +85,24 @@ def directory() -> Path:
     if st.st_mode & 0o077:
         path.chmod(0o700)
     return path
+
+
+def user_directory() -> Path:
+    """An unprivileged user's journal directory: `$XDG_RUNTIME_DIR/nsconform`, else
+    `$XDG_STATE_HOME/nsconform` (`~/.local/state/nsconform`) where the user may make it, else (a HOME that is
+    not the user's: `setpriv --reuid` keeps root's) `nsconform-UID` in the temporary directory."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"], "nsconform")
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "nsconform")
+    if may_make(state):
+        return state
+    return Path(tempfile.gettempdir(), f"nsconform-{os.geteuid()}")
+
+
+def may_make(path: Path) -> bool:
+    """Whether this user may make `path` (or has it): its nearest existing ancestor is writable and searchable."""
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # False where it may not look
+    return os.access(existing, os.W_OK | os.X_OK)
 
 
 def read_starttime(pid: int) -> int:

@@ -25,10 +25,9 @@ from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import kcidb, merge
 from nsconform.report.writing import VIEWS, ReportDirError, ReportWriteError, check_writable, write_set
-from nsconform.settings import PREFIX, kcidb_from
+from nsconform.settings import PREFIX, kcidb_from, option
 
-LIMIT_OPTION = "--kernel-timeout"
-DEFAULT_LIMIT_S = 3600.0
+LIMIT = option("kernel-timeout")
 LOG = "console.log"  # beside each entry's reports: the run's whole output
 FAILING = ("violated", "error")
 
@@ -60,23 +59,6 @@ def entries_of(names: list[str]) -> list[Entry]:
         seen[base] = seen.get(base, 0) + 1
         out.append(Entry(name, base if seen[base] == 1 else f"{base}-{seen[base]}"))
     return out
-
-
-def take_limit(suite_args: list[str]) -> tuple[float, list[str]]:
-    """--kernel-timeout S (or =S), the wall-clock limit of each kernel's run, taken out of the suite's args."""
-    limit = DEFAULT_LIMIT_S
-    rest: list[str] = []
-    args = iter(suite_args)
-    for arg in args:
-        name, eq, value = arg.partition("=")
-        if name != LIMIT_OPTION:
-            rest.append(arg)
-            continue
-        try:
-            limit = seconds(LIMIT_OPTION, value if eq else next(args, ""), KERNEL_TIMEOUT_S)
-        except InputError as e:
-            raise EntryError(str(e)) from None
-    return limit, rest
 
 
 def suite_command(suite_args: list[str], out: Path) -> list[str]:
@@ -168,10 +150,12 @@ class Audit:
         boot_limit_s = vm.BOOT_LIMIT_S if pidns else None
         ended = runner.run(argv, out / LOG, self.limit_s, progress, env=env, pidns=pidns, boot_limit_s=boot_limit_s)
         took = f"{time.monotonic() - started:.0f} s"
+        if pidns and (missing := vm.script_channel_missing(out / LOG)):
+            return f"{missing}; see {out / LOG}"
         if ended.stopped == "boot":
             return f"did not boot within {vm.BOOT_LIMIT_S:.0f} s, see {out / LOG}"
         if ended.stopped == "limit":
-            return f"stopped at the wall-clock limit ({self.limit_s:.0f} s; {LIMIT_OPTION}), see {out / LOG}"
+            return f"stopped at the wall-clock limit ({self.limit_s:.0f} s; --{LIMIT.name}), see {out / LOG}"
         if not (out / "conformance.json").is_file():
             last = ended.tail[-1] if ended.tail else "no output"
             return f"no report (exit {ended.status} after {took}: {last}), see {out / LOG}"
@@ -214,13 +198,13 @@ def load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run(entries: list[str], suite_args: list[str], report_dir: Path) -> int:
-    """Each entry's run, then the merged matrix; 0 when every kernel has a report and no verdict is
-    violated or error, else 1."""
+def run(entries: list[str], suite_args: list[str], report_dir: Path, limit: str | float | None = None) -> int:
+    """Each entry's run (each stopped after `limit` seconds, by default --kernel-timeout's), then the merged
+    matrix; 0 when every kernel has a report and no verdict is violated or error, else 1."""
     try:
-        limit_s, suite_args = take_limit(suite_args)
+        limit_s = seconds(f"--{LIMIT.name}", LIMIT.default if limit is None else limit, KERNEL_TIMEOUT_S)
         kcidb_opts = kcidb_options(suite_args)
-    except (EntryError, kcidb.KcidbError) as e:
+    except (InputError, kcidb.KcidbError) as e:
         print(f"nsconform: {e}", file=sys.stderr)
         return 4
     if not entries:

@@ -18,6 +18,7 @@ from nsconform.inputs import REPORT_BYTES, InputError, read_limited
 from nsconform.report.hostfacts import host_facts, runtime_version
 from nsconform.report.results import Result, summarize
 from nsconform.report.schema import SchemaError, validate
+from nsconform.runtimes.runtime import declared_hardening
 
 if TYPE_CHECKING:
     from nsconform.report.baseline import Comparison
@@ -41,6 +42,9 @@ def describe_runtime(runtime: Any) -> dict[str, Any]:
     attach = getattr(runtime, "attach", None)
     if attach is not None:
         described["attach"] = attach
+    declared = declared_hardening(runtime).to_json()
+    if declared:
+        described["hardening_declared"] = declared
     return described
 
 
@@ -50,6 +54,7 @@ def document(
     results: list[Result],
     namespaces: Iterable[str],
     started: str,
+    areas: Iterable[str] = (),
     duration_s: float,
     checks: dict[str, str] | None = None,
     comparison: Comparison | None = None,
@@ -61,7 +66,7 @@ def document(
         "started": started,
         "duration_s": round(duration_s, 3),
         "results": [r.to_json() for r in results],
-        "summary": summarize(results, namespaces),
+        "summary": summarize(results, namespaces, areas),
         "checks": dict(sorted((checks or {}).items())),
     }
     if comparison is not None:

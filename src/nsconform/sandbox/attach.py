@@ -113,6 +113,11 @@ class AttachRuntime:
         return self.base.expect if self.base is not None else Expect()
 
     @property
+    def hardening(self) -> Any:
+        """The base profile's [hardening] (nsconform.runtimes.hardening.Hardening), or None."""
+        return getattr(self.base, "hardening", None)
+
+    @property
     def attach(self) -> dict[str, Any]:
         """The report's `runtime.attach`."""
         return {"pid": self.target.pid, "claimed_from": self.claimed_from}

@@ -2,6 +2,7 @@
 
     nsconform [-n auto] [--runtime NAME|PATH] [--namespaces LIST] [--combinations MODE] [--report-dir DIR]
               [--baseline FILE] [--probe-timeout S] [--attach PID] [--no-host-audit] [--kernels LIST]
+              [--kcidb [--kcidb-origin NAME] [--kcidb-commit HASH]]
               [any pytest argument ...]
 
 It runs pytest on the package's own configuration (its pytest.ini, with the package's directory for

@@ -286,7 +286,9 @@ def leaks_by_path(leaks, ns_files):
 def bind_host_mount_tree(host_mnt, target):
     """Leak ns_file_mnt: the kernel binds no mount namespace file in a namespace as new or newer (the host's in the
     sandbox's: EINVAL), so a child joins the host's mount namespace and unshares a copy of its tree, newer than the
-    sandbox's; its namespace file is bound on `target`, and the child exits."""
+    sandbox's; its namespace file is bound on `target`, and the child exits. The kernel orders namespaces by an id
+    it hands out in per-CPU batches: the launcher is kept on one CPU from before its own mount namespace until
+    this bind (launch), and the child with it, so that the copy's id is the later one."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     child = os.fork()
@@ -348,6 +350,9 @@ def launch(config):
     ns_files = {leak[8:]: os.open(f"/proc/self/ns/{leak[8:]}", os.O_RDONLY) for leak in leaks if leak[:8] == "ns_file_"}
     host_ipc = os.open("/proc/self/ns/ipc", os.O_RDONLY) if "host_mqueue" in leaks else None
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY) if leaks & {"host_cwd", "host_root_dir"} else None
+    cpus = os.sched_getaffinity(0) if "ns_file_mnt" in leaks else None
+    if cpus:
+        os.sched_setaffinity(0, {min(cpus)})  # bind_host_mount_tree: one CPU until the bind
     if "mnt" in namespaces and os.geteuid() == 0 and not leaks & {"keep_ns_files", "keep_propagation"}:
         detach_namespace_files()  # rootless, the sandbox's user namespace comes first and locks them: refused there
     unshare_with_maps(config)
@@ -362,6 +367,8 @@ def launch(config):
     if "mnt" in namespaces:
         leaks_by_path(leaks, ns_files)
         mount_views(namespaces, leaks, kept, host_ipc)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     else:
         kept += ns_files.values()  # no mount namespace to bind them in: they stay open (the inherited-handle class)
     if host_ipc is not None:

@@ -225,7 +225,8 @@ def build(release: str, work: Path, say: Callable[[str], None]) -> dict:
     # 5. nsconform's dependencies: the release's packages where their versions satisfy pyproject, else PyPI's.
     python = python_version(work / "root")
     dependencies = satisfy(work / "root", python, say)
-    took = (datetime.now(UTC) - started).total_seconds()
+    ended = datetime.now(UTC)
+    took = (ended - started).total_seconds()
     say(f"built in {took:.0f} s")
     versions = installed(work / "root", sorted(have))
     return {
@@ -236,7 +237,7 @@ def build(release: str, work: Path, say: Callable[[str], None]) -> dict:
         "python": python,
         "dependencies": dependencies,
         "kernel": {k: kernel_record[k] for k in ("package", "version", "sha256")} | {"release": unpacked.release},
-        "built": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "built": ended.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "build_s": round(took, 1),
     }
 

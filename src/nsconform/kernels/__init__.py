@@ -123,12 +123,12 @@ def suite_command(suite_args: list[str], python: list[str] | None = None) -> lis
 
 def column_label(entry: Entry, runtime: Runtime, several: bool, doc: dict[str, Any]) -> str:
     """A matrix column's name: the entry and its kernel's release, and for a release or several runtimes the
-    runtime and its version (the first line its profile's `version` command printed)."""
+    runtime and its version (the first version number its profile's `version` command printed: `runc 1.1.15`)."""
     release = str(doc["host"].get("kernel", "?"))
     label = release if entry.directory in ("", release) else f"{entry.directory} ({release})"
     if several or entry.distro:
-        version = str(doc["runtime"].get("version") or "").splitlines()[:1]
-        label += f" {runtime.name}" + (f" {version[0]}" if version and version[0] else "")
+        version = re.search(r"\d+\.\d+[\w.+~-]*", str(doc["runtime"].get("version") or ""))
+        label += f" {runtime.name}" + (f" {version.group()}" if version else "")
     return label
 
 

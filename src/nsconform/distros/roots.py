@@ -152,7 +152,11 @@ def root(release: str, refresh: bool, say: Callable[[str], None]) -> Root:
                 target.rename(old / release)
                 work.rename(target)
         else:
-            work.rename(target)
+            try:
+                work.rename(target)
+            except OSError:  # another run built it meanwhile: keep theirs
+                if cached(release) is None:
+                    raise
     built = cached(release)
     if built is None:
         raise BuildError(f"{target}: the root just built cannot be read")

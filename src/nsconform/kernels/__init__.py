@@ -225,6 +225,8 @@ class Audit:
             for runtime in self.runtimes:
                 value = runtime.value
                 if value is not None and value != runtime.name:  # a profile file: brought in beside the code
+                    if not Path(value).is_file():
+                        raise EntryError(f"no runtime profile at {value}")
                     copied = code / "profiles" / runtime.directory / Path(value).name
                     copied.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(value, copied)

@@ -21,7 +21,7 @@ import pytest
 
 from nsconform import cli
 from nsconform.distros import roots
-from nsconform.hygiene import naming
+from nsconform.hygiene import naming, reaper
 from nsconform.kernels import entries_of, runner, runtimes_of, vm
 from nsconform.report.writing import VIEWS
 
@@ -148,6 +148,52 @@ def test_the_code_brought_into_the_vm_is_the_running_installations(tmp_path: Pat
         assert (package / part).exists(), part
     assert not list(package.rglob("__pycache__"))
     assert (package / "cli.py").read_text() == Path(cli.__file__).read_text()
+
+
+def test_a_failed_build_leaves_nothing_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Complete or absent: a build that fails half-way leaves no directory, and no root that looks cached."""
+    monkeypatch.setenv("NSCONFORM_CACHE_DIR", str(tmp_path / "cache"))
+
+    def half_built(release: str, work: Path, say: object) -> dict:
+        (work / "root").mkdir()
+        (work / "root" / "half").write_text("")
+        raise roots.BuildError("mmdebstrap trixie failed (exit 1): E: the archive went away")
+
+    monkeypatch.setattr(roots, "build", half_built)
+    with pytest.raises(roots.BuildError, match="the archive went away"):
+        roots.root("trixie", False, print)
+    assert list(roots.cache_dir().iterdir()) == []
+    assert roots.cached("trixie") is None
+
+
+def test_a_killed_build_is_reaped_by_the_next_run(tmp_path: Path) -> None:
+    """A process killed while it builds a root leaves its build directory, which the journal lists: the next
+    run's reaper removes it, and nothing else in the cache."""
+    cache = tmp_path / "cache"
+    (cache / "distros" / "trixie").mkdir(parents=True)  # a complete root of an earlier run: not to be touched
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal\n"
+            "from nsconform.distros import roots\n"
+            "with roots.journaled_dir('build-trixie') as work:\n"
+            "    (work / 'root').mkdir()\n"
+            "    print(work, flush=True)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NSCONFORM_CACHE_DIR": str(cache)},
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    left = Path(killed.stdout.strip())
+    assert left.parent == cache / "distros"
+    assert left.is_dir()
+    reaper.reap()  # what every run does first (another run on this machine may have done it meanwhile)
+    assert not left.exists()
+    assert [p.name for p in (cache / "distros").iterdir()] == ["trixie"]
 
 
 # -- several runtimes on the host ----------------------------------------------------------------

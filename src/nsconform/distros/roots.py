@@ -163,9 +163,9 @@ def root(release: str, refresh: bool, say: Callable[[str], None]) -> Root:
     return built
 
 
-def run(argv: list[str], what: str) -> str:
+def run(argv: list[str], what: str, cwd: Path | None = None) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, cwd=cwd)
     except FileNotFoundError:
         raise BuildError(f"{argv[0]} is not installed") from None
     if done.returncode != 0:
@@ -175,17 +175,49 @@ def run(argv: list[str], what: str) -> str:
     return done.stdout
 
 
-def packaged(release: str, apt_dir: Path, names: list[str]) -> list[str]:
-    """Which of `names` the release packages, asked of apt's lists that the kernel's download left in
-    `apt_dir` (nsconform.kernels.debian.download)."""
-    apt = [
+def apt_options(apt_dir: Path) -> list[str]:
+    """apt on the sources list, lists and cache that the kernel's download left in `apt_dir`
+    (nsconform.kernels.debian.download), as that download runs it."""
+    return [
         f"-oDir::Etc::sourcelist={apt_dir / 'sources.list'}",
         "-oDir::Etc::sourceparts=/dev/null",
         f"-oDir::State::Lists={apt_dir / 'lists'}",
         f"-oDir::Cache={apt_dir / 'cache'}",
+        "-oAPT::Sandbox::User=root",
     ]
-    out = run(["apt-cache", *apt, "show", "--no-all-versions", *names], f"apt-cache show ({release})") if names else ""
+
+
+def packaged(release: str, apt_dir: Path, names: list[str]) -> list[str]:
+    """Which of `names` the release packages, asked of apt's lists in `apt_dir`."""
+    apt = ["apt-cache", *apt_options(apt_dir), "show", "--no-all-versions", *names]
+    out = run(apt, f"apt-cache show ({release})") if names else ""
     return [name for name in names if re.search(rf"^Package: {re.escape(name)}$", out, re.MULTILINE)]
+
+
+def kernel_parts(release: str, apt_dir: Path, package: str, say: Callable[[str], None]) -> list[str]:
+    """Where `package` (the release's linux-image-<version>) holds no kernel, the packages it depends on that do,
+    fetched and unpacked beside it: forky splits the kernel into linux-binary-<version> (the image, as
+    /usr/lib/modules/<version>/vmlinuz), linux-modules-<version> and linux-base-<version> (config, System.map,
+    modules.builtin); the image and config are linked into /boot as the other releases have them. Their names,
+    for the record."""
+    if list((apt_dir / "root" / "boot").glob("vmlinuz-*")):
+        return []
+    shown = run(["apt-cache", *apt_options(apt_dir), "show", "--no-all-versions", package], "apt-cache show")
+    parts = sorted(set(re.findall(r"\b(linux-(?:base|binary|modules)-[^\s,()]+)", shown)))
+    if not parts:
+        raise BuildError(f"Debian {release}: {package} holds no kernel image and depends on no linux-binary package")
+    say(f"downloading {', '.join(parts)} ({package} is split into them)")
+    run(["apt-get", "-q", *apt_options(apt_dir), "download", *parts], "apt-get download", cwd=apt_dir)
+    for part in parts:
+        for deb in apt_dir.glob(f"{part}_*.deb"):
+            run(["dpkg-deb", "-x", str(deb), str(apt_dir / "root")], f"dpkg-deb -x {deb.name}")
+    (apt_dir / "root" / "boot").mkdir(exist_ok=True)
+    for image in (apt_dir / "root" / "usr" / "lib" / "modules").glob("*/vmlinuz"):
+        version = image.parent.name
+        os.link(image, apt_dir / "root" / "boot" / f"vmlinuz-{version}")
+        if (image.parent / "config").is_file():
+            os.link(image.parent / "config", apt_dir / "root" / "boot" / f"config-{version}")
+    return parts
 
 
 def build(release: str, work: Path, say: Callable[[str], None]) -> dict:
@@ -194,6 +226,7 @@ def build(release: str, work: Path, say: Callable[[str], None]) -> dict:
     fetch = work / "kernel"
     fetch.mkdir()
     kernel_record = debian.download(release, fetch, say)
+    parts = kernel_parts(release, fetch, kernel_record["package"], say)
     wanted = sorted({*BASE, *DEPENDENCIES.values(), *(p for ps in RUNTIME_PACKAGES.values() for p in ps)})
     # 2. Which of the runtimes' packages the release has (apt-cache show fails on none, so ask for all).
     have = set(packaged(release, fetch, wanted))
@@ -212,6 +245,7 @@ def build(release: str, work: Path, say: Callable[[str], None]) -> dict:
             "--variant=apt",
             "--quiet",
             f"--include={','.join(sorted(have))}",
+            *host_apt_options(),
             release,
             str(work / "root"),
             *sources(release),
@@ -240,10 +274,19 @@ def build(release: str, work: Path, say: Callable[[str], None]) -> dict:
         "not_packaged": missing,
         "python": python,
         "dependencies": dependencies,
-        "kernel": {k: kernel_record[k] for k in ("package", "version", "sha256")} | {"release": unpacked.release},
+        "kernel": {k: kernel_record[k] for k in ("package", "version", "sha256")}
+        | {"release": unpacked.release, "parts": parts},
         "built": ended.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "build_s": round(took, 1),
     }
+
+
+def host_apt_options() -> list[str]:
+    """The host's apt setting on whether an archive's Release may be past its Valid-Until, for mmdebstrap's apt
+    (which reads a configuration of its own): a host whose apt takes an archive served from a snapshot or a
+    proxy (Acquire::Check-Valid-Until "false") takes it for the releases' roots too, as for their kernels."""
+    out = run(["apt-config", "dump", "Acquire::Check-Valid-Until"], "apt-config dump")
+    return [f"--aptopt={line.strip()}" for line in out.splitlines() if line.startswith("Acquire::Check-Valid-Until ")]
 
 
 def installed(root: Path, names: list[str]) -> dict[str, str]:

@@ -27,10 +27,14 @@ from nsconform.hygiene import reaper
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import merge
 from nsconform.report.writing import VIEWS, ReportDirError, check_writable, write_atomic
+from nsconform.settings import PREFIX
 
 LIMIT_OPTION = "--kernel-timeout"
 DEFAULT_LIMIT_S = 3600.0
 LOG = "console.log"  # beside each entry's reports: the run's whole output
+# A probe's time to answer in a VM on TCG, where --probe-timeout is not given: QEMU's emulator is some 20 times
+# slower than the host, and a runtime's start (runc's re-exec of itself) took over 10 s on a busy machine.
+TCG_PROBE_TIMEOUT_S = 60
 FAILING = ("violated", "error")
 
 
@@ -144,6 +148,7 @@ class Audit:
         self.runtimes = runtimes
         self.refresh = refresh  # --refresh: rebuild each release's root
         self.kvm: bool | None = None  # decided by trying, at the first VM
+        self.vm_args: list[str] = []  # what the suite is given in a VM alone
 
     def run_all(self, entries: list[Entry]) -> tuple[list[merge.Host], list[str]]:
         """Every entry in turn: the matrix's columns (the runs with a report) and the troubles met."""
@@ -188,7 +193,8 @@ class Audit:
             return self.run_distro(entry, base, progress)
         found, image = self.vm_image(entry, progress)
         self.decide_kvm(found, image)
-        suites = [suite_command(r.args(self.suite_args, Path(vm.GUEST_OUT, r.directory))) for r in self.runtimes]
+        args = [*self.suite_args, *self.vm_args]
+        suites = [suite_command(r.args(args, Path(vm.GUEST_OUT, r.directory))) for r in self.runtimes]
         script = vm.script(suites, vm.kept_paths(), [r.name for r in self.runtimes])
         with vm.scratch(found) as (env, scratch):
             progress.say(f"booting {image.path} ({'KVM' if self.kvm else 'TCG'})")
@@ -231,7 +237,8 @@ class Audit:
                     copied.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(value, copied)
                     value = f"{vm.GUEST_IN}/{copied.relative_to(code)}"
-                guest = Runtime(value, runtime.directory).args(self.suite_args, Path(vm.GUEST_OUT, runtime.directory))
+                args = [*self.suite_args, *self.vm_args]
+                guest = Runtime(value, runtime.directory).args(args, Path(vm.GUEST_OUT, runtime.directory))
                 suites.append(suite_command(guest, roots.PYTHON))
             script = vm.script(suites, [], [r.name for r in self.runtimes])
             progress.say(f"booting {entry.name}'s {built.kernel.release} ({'KVM' if self.kvm else 'TCG'})")
@@ -239,8 +246,17 @@ class Audit:
             return self.run_logged(argv, base, progress, env=env, pidns=True)
 
     def decide_kvm(self, found: vm.Tools, image: vm.Image) -> None:
+        """KVM or TCG, decided at the first VM; on TCG the probes' time limit is raised, unless given."""
         if self.kvm is None:
             self.kvm = vm.kvm_works(found, image, lambda line: print(f"nsconform: {line}", file=sys.stderr))
+            given = any(arg.startswith(f"{PREFIX}probe-timeout=") for arg in self.suite_args)
+            if not self.kvm and not given:
+                self.vm_args = [f"{PREFIX}probe-timeout={TCG_PROBE_TIMEOUT_S}"]
+                print(
+                    f"nsconform: TCG: the probes may take {TCG_PROBE_TIMEOUT_S} s to answer in the VMs "
+                    "(--probe-timeout to choose)",
+                    file=sys.stderr,
+                )
 
     def vm_image(self, entry: Entry, progress: runner.Progress) -> tuple[vm.Tools, vm.Image]:
         if entry.kind == "image":

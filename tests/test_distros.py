@@ -42,14 +42,16 @@ def nsconform(*args: str, tmp_path: Path, timeout: float = 3000) -> subprocess.C
 
 
 def leftovers(tmp_path: Path, names: list[str]) -> list[str]:
-    """Processes whose command line names one of `names` (the run's directories), and anything the run left in
-    its TMPDIR."""
+    """Processes whose command line names one of `names` (the run's directories) that are still there 30 s on
+    (the kernel kills a dead audit's PID namespace at once, and its processes end as the kernel gets to
+    them), and anything the run left in its TMPDIR."""
     found = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
         if process.info["pid"] != os.getpid() and any(name in cmdline for name in names):
-            found.append(cmdline[:200])
-    return found + [p.name for p in (tmp_path / "tmp").iterdir()]
+            found.append(process)
+    alive = psutil.wait_procs(found, timeout=30)[1]
+    return [" ".join(p.info["cmdline"])[:200] for p in alive] + [p.name for p in (tmp_path / "tmp").iterdir()]
 
 
 # -- the command line ---------------------------------------------------------------------------

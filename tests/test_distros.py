@@ -21,7 +21,7 @@ import pytest
 
 from nsconform import cli
 from nsconform.distros import roots
-from nsconform.hygiene import naming, reaper
+from nsconform.hygiene import journal, reaper
 from nsconform.kernels import entries_of, runner, runtimes_of, vm
 from nsconform.report.writing import VIEWS
 
@@ -266,12 +266,15 @@ def test_trixie_with_native_and_runc_then_cached_then_killed_and_reaped(tmp_path
     second.stderr.close()
     assert any("[trixie] cached: Debian trixie root" in line for line in said), said
     assert not [line for line in said if "fetching" in line or "downloading" in line or "building" in line]
-    left = sorted(p for p in roots.cache_dir().iterdir() if p.name.startswith(f".{naming.PREFIX}-"))
+    # What it left, as its journal lists it (unless another run on this machine has reaped it meanwhile).
+    journals = [path for path in journal.files() if path.name.startswith(f"{second.pid}-")]
+    left = [Path(e.name) for p in journals for e in journal.parse(p, p.read_bytes()).left if e.kind == "path"]
+    if journals:
+        assert [path for path in left if path.parent == roots.cache_dir()], left  # the root it booted
     names = [str(tmp_path / "again"), str(tmp_path / "tmp")]
     assert [line for line in leftovers(tmp_path, names) if not line.startswith("vng-")] == []
 
-    # The next run reaps the killed one's directories, from its journal (unless another run on this machine has
-    # reaped them meanwhile: every run reaps what dead runs left).
+    # The next run reaps the killed one's directories, from its journal.
     still = [path for path in left if path.exists()]
     third = nsconform("--distros=buster", f"--report-dir={tmp_path / 'third'}", tmp_path=tmp_path, timeout=300)
     assert third.returncode == 1

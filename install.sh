@@ -9,7 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 DEBIAN_PACKAGES=(
   python3 python3-venv python3-pip ca-certificates   # the harness; the probe runs on /usr/bin/python3
-  util-linux iproute2 procps                         # unshare(1) for the unshare profile; ip for humans only
+  util-linux iproute2 procps                         # unshare(1), nsenter, setpriv; ip (the tests' veth pairs and lookalike links)
+  git                                                # the tests list the checkout's tracked files
   bubblewrap runc crun podman uidmap busybox-static  # the runtimes of the bundled profiles
   docker.io                                          # the docker profile and --nsc-attach to a container (tests start their own dockerd)
   lxc systemd-container firejail runsc               # the lxc, nspawn, firejail and runsc (gVisor) profiles
@@ -23,8 +24,20 @@ for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
+  # No service starts on the host for what is installed (udev's, docker's, lxc's): a policy-rc.d that
+  # forbids every start while apt runs, where the machine has none (removed after, even on failure).
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# nsconform install.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ "$(trap -p EXIT)" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 # The unshare profile maps root of a new user namespace to 100000-165535 with newuidmap/newgidmap,

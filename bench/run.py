@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py [--quick]
 
-(a) the full default native matrix, wall time with -n auto
+(a) the full default native matrix, wall time with -n auto, every hardening area selected (--nsc-areas: the
+    native runtime has no as-shipped sandbox, so they cost their collection and reports; (i) measures one)
 (b) the floor: the same number of bare `unshare ... python3 -S -c pass` sandboxes spread over the
     cores, plus pytest's own cost for a trivial parametrized test with the same item count (-n auto)
     (a) and (b) are taken in turns, 3 rounds (--quick) or 5, and each is the median of its rounds
@@ -15,6 +16,8 @@
     from another directory against (a), taken in the same turns
 (h) what an installed nsconform costs a pytest session that does not enable it: a one-test session's
     start-up in that venv against a venv with nsconform's dependencies only
+(i) the hardening areas' as-shipped sandbox (runc's `runc spec` bundle): its start-up against one of runc's
+    per-combination sandboxes, and a runc run of its declared combination with and without its areas
 The last line printed is one JSON object with all figures (matrix_s, floor_s, ratio ...).
 """
 
@@ -32,7 +35,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nsconform.runtimes.runtime import PROFILES_DIR
+from nsconform.areas import ALL as AREAS
+from nsconform.runtimes.runtime import PROFILES_DIR, resolve
 from nsconform.sandbox import forkserver
 from nsconform.sandbox.native import NativeRuntime
 from nsconform.sandbox.sandbox import Sandbox
@@ -118,6 +122,23 @@ def one_sandbox():
     return Sandbox(NativeRuntime().launch(frozenset(SIX.split(","))), 10).close
 
 
+def as_shipped(work: Path, repeat: int) -> dict[str, float]:
+    """(i): the as-shipped sandbox's start-up against a per-combination one of the same runtime (runc), and what
+    the areas add to a run (runc's declared combination, with and without --nsc-areas)."""
+    runc = resolve("runc", ROOT)
+    shipped = median_ms(lambda: Sandbox(runc.launch_shipped(), 10).close, repeat)
+    own = median_ms(lambda: Sandbox(runc.launch(frozenset(runc.isolates or ())), 10).close, repeat)
+    declared = ("--nsc-runtime", "runc", "--nsc-combinations", "declared")
+    without = statistics.median(suite(work, "runc-plain", *declared, "--nsc-areas", "none")[0] for _ in range(3))
+    with_areas = statistics.median(suite(work, "runc-areas", *declared)[0] for _ in range(3))
+    return {
+        "shipped_startup_ms": round(shipped, 1),
+        "runc_startup_ms": round(own, 1),
+        "runc_declared_s": round(without, 3),
+        "runc_declared_with_areas_s": round(with_areas, 3),
+    }
+
+
 def venv(path: Path, *packages: str) -> Path:
     """A new virtualenv at `path` with `packages` installed; its bin directory."""
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(path)], check=True)
@@ -167,7 +188,7 @@ def main() -> None:
         # matrix, floor and wheel taken in turns, the median of each: a noisy moment hits them alike
         combos, matrix, sandboxes, pytest_only, wheel = 64, [], [], [], []
         for _ in range(rounds):
-            seconds, items = suite(work, "matrix")
+            seconds, items = suite(work, "matrix", f"--nsc-areas={','.join(AREAS)}")
             matrix.append(seconds)
             sandboxes.append(spread(REFERENCE, combos))
             pytest_only.append(trivial_pytest(work, items))
@@ -206,6 +227,14 @@ def main() -> None:
             f"(c) one sandbox: {startup:.1f} ms vs reference {reference:.1f} ms ({figures['startup_ratio']}x); "
             f"{cold:.1f} ms without the session's fork server (started once in {server_ms:.1f} ms)"
         )
+
+        if resolve("runc", ROOT).unavailable() is None:
+            figures.update(as_shipped(work, repeat))
+            print(
+                f"(i) the areas' as-shipped sandbox (runc): {figures['shipped_startup_ms']} ms start-up vs "
+                f"{figures['runc_startup_ms']} ms for a per-combination one; runc's declared combination "
+                f"{figures['runc_declared_s']} s, with its areas {figures['runc_declared_with_areas_s']} s"
+            )
 
         figures["peak_worker_rss_mb"] = round(peak_worker_rss_mb(work), 1)
         print(f"(d) peak worker RSS: {figures['peak_worker_rss_mb']} MB")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from nsconform.fixtures.shipped import Shipped
 from nsconform.guarantees import Verdict
 from nsconform.host.mounts import MountScratch
 from nsconform.host.observe import Host
@@ -46,3 +47,8 @@ def declared(nsconform_declared: Expect) -> Expect:
 @pytest.fixture
 def mount_scratch(nsconform_mount_scratch: MountScratch) -> MountScratch:
     return nsconform_mount_scratch
+
+
+@pytest.fixture
+def shipped(nsconform_shipped: Shipped) -> Shipped:
+    return nsconform_shipped

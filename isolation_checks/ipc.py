@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_fs_instances_own,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.hygiene import naming
@@ -112,14 +119,17 @@ def test_posix_shm_private(sandbox: Sandbox, host: Host, verdict: Verdict) -> No
 
 @guarantee("ipc", "shared")
 def test_sysv_objects_shared(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """With IPC shared, the sandbox sees exactly the host's SysV objects (observed, never created)."""
+    """With IPC shared, the sandbox sees exactly the host's SysV objects (never created inside)."""
+    # 1. the host holds a SysV object of its own throughout (removed after), so that the views never compare
+    #    nothing with nothing; 2. EXPECT the sandbox's view to be the host's, bracketed by two host views
 
     def objects(view: dict[str, list[list[int]]]) -> set[str]:
         return {f"{kind} key={key:#x} id={ident}" for kind, rows in view.items() for key, ident in rows}
 
-    verdict.expect_shared_view(
-        "SysV objects", lambda: objects(sandbox.probe("sysvipc")), lambda: objects(host.probe("sysvipc"))
-    )
+    with host.ipc_object("shm", naming.ipc_key()):
+        verdict.expect_shared_view(
+            "SysV objects", lambda: objects(sandbox.probe("sysvipc")), lambda: objects(host.probe("sysvipc"))
+        )
 
 
 @guarantee("ipc", "isolated", attach_unsafe=ATTACH_PREMISE, references=HANDLES)
@@ -129,29 +139,23 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
 
 
 @guarantee("ipc", "isolated", needs=["mnt"], references=("ipc_namespaces(7)", "mq_overview(7)"))
-def test_mqueue_mounts_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
-    """Where IPC and mount are isolated, every mqueue filesystem mounted inside (as on /dev/mqueue) shows the
-    sandbox's own POSIX message queues, not the host's (an mqueue filesystem shows its mounter's IPC namespace)."""
+def test_fs_instances_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Where IPC and mount are isolated, every mqueue filesystem mounted inside, wherever it is mounted (as on
+    /dev/mqueue), shows the sandbox's own POSIX message queues, not another IPC namespace's (an mqueue filesystem
+    shows its mounter's IPC namespace)."""
     # 1. ASSERT an own IPC namespace (the queue made next stays inside); 2. make a queue inside
-    # 3. EXPECT it listed in every mqueue filesystem reachable inside; 4. remove it
+    # 3. EXPECT it listed in every mqueue filesystem mounted inside; 4. remove it
     verdict.require_own_namespace("ipc", sandbox, host)
-    points = sorted({point for _, _, point, fstype, _, _ in sandbox.probe("mountinfo") if fstype == "mqueue"})
     name = naming.unique("mq-view")
     sandbox.probe("mq_create", name="/" + name)
-    shows: dict[str, bool] = {}
     try:
-        for point in points:
-            try:
-                view = sandbox.probe("list_dir", path=point)
-            except OSError:  # under something mounted over it
-                continue
-            if view["fs"] == "mqueue":
-                shows[point] = name in view["names"]
+        expect_fs_instances_own("ipc", sandbox, host, verdict, queue=name)
     finally:
         sandbox.probe("mq_remove", name="/" + name)
-    verdict.expect(
-        all(shows.values()),
-        "an mqueue filesystem inside shows another IPC namespace's queues",
-        queue_made_inside=name,
-        mqueue_mounts_showing_it=shows,
-    )
+
+
+@guarantee("ipc", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/ipc, a volume of namespace files) opens
+    another IPC namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
+    expect_no_foreign_namespace_file("ipc", sandbox, host, verdict)

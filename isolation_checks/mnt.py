@@ -6,7 +6,14 @@ import errno
 
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_cwd_and_root_inside, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_cwd_and_root_inside,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host import mounts
 from nsconform.host.mounts import MountScratch
@@ -210,3 +217,10 @@ def test_cwd_and_root_inside(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
     """The working directory and the root of the sandbox's first process lie inside the sandbox's root and on its
     own mounts (a working directory left on the host's, as in CVE-2024-21626, leads out with '..')."""
     expect_cwd_and_root_inside(sandbox, host, verdict)
+
+
+@guarantee("mnt", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/mnt, a volume of namespace files) opens
+    another mount namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
+    expect_no_foreign_namespace_file("mnt", sandbox, host, verdict)

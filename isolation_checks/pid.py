@@ -12,7 +12,14 @@ from contextlib import contextmanager, suppress
 import psutil
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_fs_instances_own,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.sandbox.errors import SandboxError
@@ -206,3 +213,17 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
     """No fd the sandbox's first process inherited reaches the host's processes: no /proc of the host's PID
     namespace, no pidfd of a host process that pidfd_getfd accepts (the kernel refuses setns into an ancestor)."""
     expect_no_inherited_handle("pid", sandbox, host, verdict)
+
+
+@guarantee("pid", "isolated", needs=["mnt"], references=("pid_namespaces(7)", "proc(5)"))
+def test_fs_instances_own(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """Where PID and mount are isolated, every proc filesystem mounted inside, wherever it is mounted, is one of the
+    sandbox's own PID namespace (its `self` names the probe as the sandbox numbers it), not another's."""
+    expect_fs_instances_own("pid", sandbox, host, verdict)
+
+
+@guarantee("pid", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/pid, a volume of namespace files) opens
+    another PID namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
+    expect_no_foreign_namespace_file("pid", sandbox, host, verdict)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.sandbox.sandbox import Sandbox
@@ -91,3 +97,10 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
     """No fd the sandbox's first process inherited is an nsfs handle of the host's time namespace that setns
     accepts."""
     expect_no_inherited_handle("time", sandbox, host, verdict)
+
+
+@guarantee("time", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/time, a volume of namespace files) opens
+    another time namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
+    expect_no_foreign_namespace_file("time", sandbox, host, verdict)

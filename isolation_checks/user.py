@@ -5,12 +5,19 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import psutil
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
-from nsconform.guarantees import Verdict, guarantee
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
+from nsconform.guarantees import Verdict, guarantee, skip_nothing
 from nsconform.host.observe import Host, not_inside
 from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Sandbox
@@ -155,17 +162,32 @@ def test_shared_hostname_unchangeable(sandbox: Sandbox, verdict: Verdict) -> Non
     )
 
 
-@guarantee("user", "isolated", references=["CVE-2014-8989", "user_namespaces(7): /proc/PID/setgroups"])
+@guarantee(
+    "user",
+    "isolated",
+    references=["CVE-2014-8989", "user_namespaces(7): /proc/PID/setgroups"],
+    host_view="it reads the gid_map of the probe's process from the host",
+)
 def test_setgroups_denied_where_required(sandbox: Sandbox, verdict: Verdict) -> None:
     """Where gid_map maps only the creator's own gid (an unprivileged mapping), setgroups is deny and root
     inside cannot drop its supplementary groups."""
-    maps = sandbox.probe("id_maps")
+    # 1. the gid_map as the host reads it (inside, a nested user namespace shows its parent's gids, not the host's)
+    # 2. SKIP where it maps more than the creator's own gid (dropping groups is then its right): nothing to examine
+    # 3. EXPECT setgroups deny inside, and setgroups([]) refused (EPERM)
+    gid_map = [[int(x) for x in line.split()] for line in Path(f"/proc/{sandbox.pid}/gid_map").read_text().splitlines()]
     own_gid = os.getegid()  # the runtime runs with the harness's gid: the sandbox's creator
-    required = all(count == 1 and outside == own_gid for _, outside, count in maps["gid_map"])
-    verdict.note(gid_map=maps["gid_map"], setgroups=maps["setgroups"], deny_required=required)
-    if not required:
-        return  # the mapping covers gids the creator holds no more than others: dropping groups is its right
-    verdict.expect(maps["setgroups"] == "deny", "setgroups is not deny for a gid_map of the creator's own gid")
+    verdict.note(gid_map_on_host=gid_map)
+    if not all(count == 1 and outside == own_gid for _, outside, count in gid_map):
+        skip_nothing(
+            f"the gid_map (as the host reads it: {gid_map}) maps more than the creator's own gid {own_gid}: "
+            "no setgroups deny is required"
+        )
+    maps = sandbox.probe("id_maps")
+    verdict.expect(
+        maps["setgroups"] == "deny",
+        "setgroups is not deny for a gid_map of the creator's own gid",
+        setgroups=maps["setgroups"],
+    )
     result = sandbox.probe("drop_groups")
     verdict.expect(
         result == errno.EPERM,
@@ -180,13 +202,17 @@ def test_no_capability_over_host(sandbox: Sandbox, verdict: Verdict) -> None:
     in the initial user namespace (swapoff: CAP_SYS_ADMIN, init_module: CAP_SYS_MODULE) is refused."""
     # Which capabilities root holds inside its own namespace is the runtime's hardening, reported as such
     # (the report's runtime.hardening), never a failure: only a capability that reaches the host is one.
+    # A call stopped before the kernel judged it (ENOSYS: a seccomp filter, or a kernel of the sandbox's own) says
+    # nothing either way: it is evidence, and where every call was stopped so, the check skips.
     require_root_inside(sandbox)
     tried = sandbox.probe("host_privileged")
-    refused = {errno.EPERM, errno.ENOSYS}  # ENOSYS: a seccomp filter or the sandbox's own kernel stopped the call
-    verdict.expect(
-        all(result in refused for result in tried.values()),
+    results = {f"{call} result": errno.errorcode.get(result, result) for call, result in tried.items()}
+    verdict.expect_each(
+        {call: result == errno.EPERM for call, result in tried.items() if result != errno.ENOSYS},
+        "every privileged call was stopped before the kernel judged it (ENOSYS: a seccomp filter, or a kernel of "
+        "the sandbox's own)",
         "root inside holds a capability of the host's initial user namespace",
-        **{f"{call} result": errno.errorcode.get(result, result) for call, result in tried.items()},
+        **results,
     )
 
 
@@ -201,3 +227,10 @@ def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> 
     """No fd the sandbox's first process inherited carries the host's credentials: none grants an access that
     opening the same file afresh inside is refused (the kernel refuses setns into an ancestor user namespace)."""
     expect_no_inherited_handle("user", sandbox, host, verdict)
+
+
+@guarantee("user", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/user, a volume of namespace files) opens
+    another user namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
+    expect_no_foreign_namespace_file("user", sandbox, host, verdict)

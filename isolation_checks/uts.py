@@ -6,7 +6,13 @@ import errno
 
 import pytest
 
-from nsconform.escapes import ATTACH_PREMISE, HANDLES, expect_no_inherited_handle
+from nsconform.escapes import (
+    ATTACH_PREMISE,
+    HANDLES,
+    NAMESPACE_FILES,
+    expect_no_foreign_namespace_file,
+    expect_no_inherited_handle,
+)
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host.observe import Host
 from nsconform.hygiene import naming
@@ -82,3 +88,10 @@ def test_hostname_as_declared(sandbox: Sandbox, host: Host, verdict: Verdict, de
 def test_no_inherited_handle(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
     """No fd the sandbox's first process inherited is an nsfs handle of the host's UTS namespace that setns accepts."""
     expect_no_inherited_handle("uts", sandbox, host, verdict)
+
+
+@guarantee("uts", "isolated", needs=["mnt"], references=NAMESPACE_FILES)
+def test_no_foreign_namespace_file(sandbox: Sandbox, host: Host, verdict: Verdict) -> None:
+    """No namespace file in the sandbox's mount table (a bound /proc/PID/ns/uts, a volume of namespace files) opens
+    another UTS namespace that setns accepts (under --nsc-attach: that the target itself could join)."""
+    expect_no_foreign_namespace_file("uts", sandbox, host, verdict)

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Run the conformance suite once per runtime and print a markdown table: namespace x runtime -> verdict.
 
     .venv/bin/python scripts/runtime_table.py                   # native and the bundled profiles
@@ -13,14 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from nsconform.runtimes.runtime import bundled, resolve
-
 ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+if Path(sys.prefix).resolve() != VENV.resolve() and (VENV / "bin" / "python").exists():
+    # run as `scripts/runtime_table.py`: by the checkout's virtualenv, where nsconform is installed
+    os.execv(VENV / "bin" / "python", [str(VENV / "bin" / "python"), __file__, *sys.argv[1:]])
+
+from nsconform.runtimes.runtime import bundled, resolve  # noqa: E402
 
 
 def run(runtime: str, report_dir: Path, extra: list[str]) -> dict:

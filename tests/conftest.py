@@ -6,31 +6,108 @@ import dataclasses
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nsconform.host.mounts import journaled_mount
+from nsconform.host.observe import scratch_dir
+from nsconform.inside import probe
+from nsconform.namespaces import combo_id
 from nsconform.report.schema import validate
 from nsconform.settings import SETTINGS
+from tests import hostwatch
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+HOSTWATCH = pytest.StashKey[hostwatch.Watch]()
+HOST_CHANGES = pytest.StashKey[tuple[list[str], list[str]]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controller (or a serial run) takes the host as the project's tests find it (tests/hostwatch.py)."""
+    if not hasattr(session.config, "workerinput"):
+        session.config.stash[HOSTWATCH] = hostwatch.Watch()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The project's tests put back what they change on the host: the session fails for what it did not."""
+    watch = session.config.stash.get(HOSTWATCH, None)
+    if watch is None:
+        return
+    session.config.stash[HOST_CHANGES] = watch.finish()
+    if session.config.stash[HOST_CHANGES][0] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if HOST_CHANGES not in config.stash:
+        return
+    blamed, others = config.stash[HOST_CHANGES]
+    if blamed:
+        terminalreporter.section("the project's tests changed the host and did not put it back", red=True)
+        for line in blamed:
+            terminalreporter.line(line, red=True)
+    if others:
+        terminalreporter.section("the host changed meanwhile, by other programs' doing (not failed)")
+        for line in others:
+            terminalreporter.line(line)
+
+
 @pytest.fixture
 def quiet_host() -> Iterator[None]:
     """For a test that compares host state before and after it, beyond the journals (the rootless user's
-    processes): no other such test of this run goes on meanwhile. flock on the tests directory itself
-    (no polling, and no lock file left behind)."""
-    fd = os.open(Path(__file__).parent, os.O_RDONLY | os.O_DIRECTORY)
+    processes): no other such test goes on meanwhile, of this run or of another checkout's on the same
+    host (the rootless user is the host's). flock on the temporary directory itself (no polling, and no
+    lock file left behind)."""
+    fd = os.open(tempfile.gettempdir(), os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def host_mount_table(operation: int) -> Iterator[None]:
+    """flock (LOCK_SH or LOCK_EX) on tests/data: a test that puts namespace files in the host's mount table (a bound
+    /proc/PID/ns/NS, a dockerd's netns files) holds it exclusively; a test whose sandboxes copy the host's mount
+    table with the capabilities to join them (unshare, firejail, an unshare target to attach to), and whose verdicts
+    would change with them, holds it shared."""
+    fd = os.open(Path(__file__).parent / "data", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def stable_host_mounts() -> Iterator[None]:
+    """No namespace file is put in the host's mount table by another test while this one runs (host_mount_table)."""
+    with host_mount_table(fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def host_namespace_file(ns: str) -> Iterator[str]:
+    """This process's `ns` namespace file (the host's) bound on a journaled scratch file, as a volume of
+    /run/netns would hold one (never `ip netns add`, which leaves /run/netns a shared mount on the host), for the
+    block. The caller holds host_mount_table(LOCK_EX)."""
+    with scratch_dir("nsfile", mode=0o711) as parent:
+        path = os.path.join(parent, ns)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        with journaled_mount(
+            path, None, lambda: probe.mount(f"/proc/{os.getpid()}/ns/{ns}", path, None, probe.MS_BIND)
+        ):
+            yield path
 
 
 @pytest.fixture(autouse=True)
@@ -73,9 +150,7 @@ class SuiteRun:
 
     def outcomes(self, check: str) -> dict[str, str]:
         """combination id -> outcome, for one check."""
-        return {
-            "+".join(r["combination"]) or "none": r["outcome"] for r in self.report["results"] if r["check"] == check
-        }
+        return {combo_id(r["combination"]): r["outcome"] for r in self.report["results"] if r["check"] == check}
 
     def verdicts(self) -> dict[str, str]:
         return {ns: entry["verdict"] for ns, entry in self.report["summary"].items()}

@@ -71,7 +71,7 @@ class LookAlikes:
         present = {name for _, name in socket.if_nameindex()}
         gone += [f"link {name}" for name in self.links if name not in present]
         key, ident = self.sysv
-        if (key, ident) not in {(k, i) for k, i, _ in sysv_objects("shm")}:
+        if (key, ident) not in {(row["key"], row["id"]) for row in sysv_objects("shm")}:
             gone.append(f"sysv shm {key:#x}")
         return gone
 

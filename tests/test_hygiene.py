@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +26,7 @@ import psutil
 import pytest
 
 from nsconform.host.observe import make_scratch_dir
-from nsconform.hygiene import journal, objects, reaper
+from nsconform.hygiene import identity, journal, objects, reaper
 from nsconform.hygiene.journal import Written
 from nsconform.inside import probe
 from tests.conftest import ROOT, check_node
@@ -48,8 +50,10 @@ made["key"] = naming.ipc_key()
 held = [mounts.tmpfs_on(inner), Host().shm_file(naming.unique("shm")), Host().ipc_object("shm", made["key"])]
 made["tmpfs"], made["shm"], made["sysv"] = (block.__enter__() for block in held)  # and never left
 made["links"] = [naming.link_name(), naming.link_name()]
-link = record.record("link", made["links"][0], peer=made["links"][1])
+alias = naming.link_alias()
+link = record.record("link", made["links"][0], peer=made["links"][1], alias=alias)
 subprocess.run(["ip", "link", "add", made["links"][0], "type", "veth", "peer", "name", made["links"][1]], check=True)
+subprocess.run(["ip", "link", "set", made["links"][0], "alias", alias], check=True)
 record.made(link, ifindex=socket.if_nametoindex(made["links"][0]))
 tag = naming.unique("probe")
 process = record.record("process", tag)
@@ -57,8 +61,8 @@ sleeper = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import signal; si
                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 record.made_process(process, sleeper.pid)
 made["sleeper"] = sleeper.pid
-made["intent_only"] = naming.scratch_path("intent")  # made, its identity never written: a crash between
-record.record("path", made["intent_only"])
+made["intent_only"] = naming.scratch_path("intent")  # made, its identity never written (a crash between):
+record.record("path", made["intent_only"])       # nothing proves it the journal's, it is reported
 os.mkdir(made["intent_only"])
 made["not_its_name"] = sys.argv[1]  # a name without its token, recorded but someone else's: never removed
 record.record("path", made["not_its_name"])
@@ -78,10 +82,10 @@ def still_there(made: dict[str, Any]) -> list[str]:
     """Which of the dying process's objects are on the host."""
     found = [path for path in (made["dir"], f"/dev/shm/{made['shm']}") if os.path.lexists(path)]
     found += [f"tmpfs {made['tmpfs']}" for row in probe.mountinfo() if row[4] == made["tmpfs"]]
-    found += [f"sysv {made['key']:#x}" for key, _, _ in objects.sysv_objects("shm") if key == made["key"]]
+    found += [f"sysv {made['key']:#x}" for row in objects.sysv_objects("shm") if row["key"] == made["key"]]
     found += [f"link {name}" for name in made["links"] if name in link_names()]
     found += [f"process {made['sleeper']}"] if not objects.zombie(made["sleeper"]) else []
-    return found + ([made["intent_only"]] if os.path.lexists(made["intent_only"]) else [])
+    return found
 
 
 def link_names() -> set[str]:
@@ -91,15 +95,16 @@ def link_names() -> set[str]:
 def test_reaper_removes_exactly_what_dead_journals_list(tmp_path: Path) -> None:
     """1. look-alikes of five kinds, a journaled dir of this live process, and a dead harness process's
     objects of every kind (one recorded by intent only, one recorded under a name that is not its own)
-    2. reap; 3. EXPECT the dead process's objects gone, its journal gone only if nothing was left alone,
-    the name that is not its own reported and untouched, this process's dir and every look-alike in place"""
+    2. reap; 3. EXPECT the dead process's objects gone but the one recorded by intent only, which nothing
+    proves its own, and the name that is not its own: both reported and untouched, the journal kept;
+    this process's dir and every look-alike in place"""
     someone_elses = tmp_path / "someone-elses"
     someone_elses.mkdir()
     live, live_entry = make_scratch_dir("live")
     with lookalikes() as others:
         made = dying_harness_process(str(someone_elses))
         try:
-            assert len(still_there(made)) == 8, still_there(made)
+            assert len(still_there(made)) == 7, still_there(made)
             reaped = reaper.reap()
             with journal.abandoned(Path(made["journal"]), wait=True) as written:  # another run may reap it too
                 assert written is not None
@@ -107,11 +112,13 @@ def test_reaper_removes_exactly_what_dead_journals_list(tmp_path: Path) -> None:
             await_pidfd(made["sleeper"], kill=False)
             assert still_there(made) == [], reaped
             assert [line for line in reaped if line.startswith(f"left alone: path {someone_elses}")], reaped
-            assert someone_elses.is_dir() and Path(live).is_dir()
+            assert [line for line in reaped if line.startswith(f"left alone: path {made['intent_only']}")], reaped
+            assert someone_elses.is_dir() and Path(live).is_dir() and Path(made["intent_only"]).is_dir()
             assert Path(made["journal"]).exists()  # kept: it lists what could not be told for its own
             assert others.missing() == []
         finally:
             Path(made["journal"]).unlink(missing_ok=True)
+            os.rmdir(made["intent_only"])
             os.rmdir(live)
             journal.current().removed(live_entry)
 
@@ -130,14 +137,18 @@ def test_a_corrupt_journal_is_reported_and_left_alone() -> None:
 
 def test_a_record_cut_short_by_a_crash_is_left_out(tmp_path: Path) -> None:
     """A dead journal whose last line lacks its newline (its process died writing it): the complete records
-    are reaped as usual (here an intent whose identity never made it), the cut one is ignored."""
+    are reaped as usual (here a directory made), the cut one (its removal) is ignored."""
     token = "c0ffee00"
     made = tmp_path / f"nsconform-feedf00d-{token}-dir1-x"
     made.mkdir()
-    header = {"journal": 1, "run": "feedf00d", "role": "gw9", "token": token, "pid": 1 << 22, "start": 1, "uid": 0}
-    lines = [header, {"seq": 1, "op": "intent", "kind": "path", "name": str(made)}]
+    header = {"journal": 2, "run": "feedf00d", "role": "gw9", "token": token, "pid": 1 << 22, "start": 1, "uid": 0}
+    lines = [
+        header,
+        {"seq": 1, "op": "intent", "kind": "path", "name": str(made)},
+        {"seq": 1, "op": "made", **identity.path_identity(str(made))},
+    ]
     cut = journal.directory() / f"cut-{journal.token()}.journal"
-    cut.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"seq": 1, "op": "ma')
+    cut.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"seq": 1, "op": "re')
     try:
         with journal.abandoned(cut, wait=True) as written:  # another run's reaper may have taken it already
             reaped = reaper.reap_journal(written) if written is not None else []
@@ -264,6 +275,52 @@ def test_killed_controller_with_live_workers_is_reaped_alone(tmp_path: Path) -> 
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     settled(worker)
     assert on_host(worker) == [] and not worker[0].path.exists()
+
+
+def test_a_killed_runs_volume_replaced_by_hand_is_left_with_what_is_in_it(tmp_path: Path) -> None:
+    """The by-hand case of a reused inode: 1. a run SIGKILLed while its sandboxes live; 2. by hand, its mounts
+    in its volumes unmounted and the volumes removed, then at each volume's path a directory of the user's
+    with a file, and a tmpfs where the run had its first mount in it (else in a directory of its own)
+    3. a rerun, which reaps the killed run's journals; 4. EXPECT every directory, file and tmpfs in place"""
+    with announced("NSCONFORM_KILLPOINT", tmp_path, "killpoint") as (fifo, env):
+        run = start_killable(tmp_path, env, "--nsc-namespaces", "uts,pid,mnt,ipc")
+        try:
+            with open(fifo) as announcements:
+                announcements.readline()
+            pids = {run.pid, *(p.pid for p in psutil.Process(run.pid).children(recursive=True))}
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    killed = journals_of(pids)
+    listed = [entry for one in killed for entry in one.left]
+    volumes = [e.name for e in listed if e.kind == "path" and re.search(r"-volume\d+-", os.path.basename(e.name))]
+    assert volumes, [e.name for e in listed]
+    users: list[tuple[str, str]] = []  # (directory, tmpfs mount point) of the user's
+    try:
+        for volume in volumes:
+            table = probe.mountinfo()
+            for point in sorted((row[2] for row in table if row[2].startswith(volume + "/")), key=len, reverse=True):
+                probe.unmount(point, detach=True)
+            shutil.rmtree(volume)
+            os.mkdir(volume)
+            Path(volume, "notes").write_text("the user's\n")
+            recorded = [e.name for e in listed if e.kind == "mount" and e.name.startswith(volume + "/")]
+            point = recorded[0] if recorded else os.path.join(volume, "inner")
+            os.makedirs(point)
+            probe.mount_tmpfs(point, "users-tmpfs")
+            users.append((volume, point))
+        rerun = run_pytest("--nsc-namespaces", "uts", f"--nsc-report-dir={tmp_path / 'rerun'}")
+        assert rerun.returncode == 0, rerun.stdout[-3000:]
+        settled(killed)
+        mounted = {(row[2], row[4]) for row in probe.mountinfo()}
+        for volume, point in users:
+            assert Path(volume, "notes").read_text() == "the user's\n", rerun.stdout[-3000:]
+            assert (point, "users-tmpfs") in mounted, rerun.stdout[-3000:]
+    finally:
+        for volume, point in users:
+            with suppress(OSError):
+                probe.unmount(point, detach=True)
+            shutil.rmtree(volume, ignore_errors=True)
 
 
 def await_pidfd(pid: int, *, kill: bool) -> None:

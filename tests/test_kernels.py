@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nsconform.kernels import Entry, entries_of
+from nsconform.kernels import LOG, Audit, Entry, entries_of, runner
 from nsconform.report.writing import VIEWS
 
 REDUCED = ["-n", "2", "--namespaces=uts,pid,ipc"]
@@ -64,7 +64,31 @@ def test_host_and_debian_6_1_give_two_reports_and_one_matrix(tmp_path: Path) -> 
     assert (reports / "matrix.html").is_file()
     assert [line for line in done.stderr.splitlines() if line.startswith("nsconform: KVM: ")]  # which one, said
     assert "[6.1] booted " in done.stderr
+    console = (reports / "6.1" / LOG).read_text(errors="replace")
+    assert f"Linux version {kernels['6.1']}" in console  # the VM's console: the kernel's own lines
+    assert "nsconform reports in" in console  # and the suite's output
     assert vm_leftovers(tmp_path) == []
+
+
+def test_a_vm_without_its_script_channel_is_said(tmp_path: Path) -> None:
+    """Where the host's root has no udevd, virtme-ng's guest init finds no script ports and the suite's output
+    and exit status are lost (vng exits 255): the trouble is what the guest said and what to install, not an
+    exit status. The VM's console is played by a command that says what such a guest says."""
+    guest = (
+        "virtme-ng-init: unable to find udevd, skip udev.\n"
+        "virtme-ng-init: virtme-init: cannot find script I/O ports; make sure virtio-serial is available\n"
+    )
+    out = tmp_path / "6.1"
+    argv = ["sh", "-c", 'printf %s "$0"; exit 255', guest]
+    trouble = Audit([], tmp_path, 60).run_logged(argv, out, runner.Progress("6.1"), env=None, pidns=True)
+    assert trouble is not None
+    assert "the VM's script channel is missing" in trouble
+    assert (
+        "'virtme-ng-init: virtme-init: cannot find script I/O ports; make sure virtio-serial is available'" in trouble
+    )
+    assert "unable to find udevd" in trouble and "apt-get install udev" in trouble
+    assert "255" not in trouble
+    assert (out / LOG).read_text() == guest
 
 
 def test_unknown_series_and_missing_image_are_said_and_nothing_runs(tmp_path: Path) -> None:

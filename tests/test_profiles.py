@@ -204,7 +204,43 @@ BAD = [
     ("combinations", OCI + 'combinations = "all"\n'),
     ("combinations", FIXED + 'combinations = "declared"\n'),
     ("isolates", OCI + 'combinations = "declared"\n'),
+    ("hardening", FIXED + 'hardening = "strict"\n'),
+    ("hardening.colour", FIXED + '[hardening]\ncolour = "red"\n'),
+    ("hardening.source", FIXED + '[hardening]\ncommand = ["docker", "run"]\ncapabilities = ["CAP_KILL"]\n'),
+    ("hardening.command", FIXED + '[hardening]\nsource = "x"\ncapabilities = ["CAP_KILL"]\n'),
+    ("hardening.spec", FIXED + '[hardening]\nspec = ["runc", "spec"]\n'),
+    ("hardening.command", OCI + '[hardening]\ncommand = ["runc", "run"]\n'),
+    ("hardening.unfiltered", FIXED + '[hardening]\nunfiltered = ["docker", "run"]\n'),
+    ("hardening.capabilities", FIXED + '[hardening]\ncapabilities = ["KILL"]\n'),
+    ("hardening.no_new_privs", FIXED + '[hardening]\nno_new_privs = "yes"\n'),
+    ("hardening.seccomp", FIXED + '[hardening]\nseccomp = "strict"\n'),
+    ("hardening.must_refuse", FIXED + '[hardening]\nseccomp = "filter"\nmust_refuse = ["execve"]\n'),
+    ("hardening.must_refuse", FIXED + '[hardening]\nseccomp = "disabled"\nmust_refuse = ["keyctl"]\n'),
+    ("hardening.masked_paths", FIXED + '[hardening]\nmasked_paths = ["proc/kcore"]\n'),
+    ("hardening.knobs", FIXED + '[hardening]\nknobs = ["core_pattern", "panic"]\n'),
+    ("hardening.devices", FIXED + '[hardening]\ndevices = ["/dev/null"]\n'),
+    ("hardening.sockets", FIXED + '[hardening]\nsockets = ["run/docker.sock"]\n'),
+    ("hardening.command", FIXED + '[hardening]\ncommand = ["{bundle}"]\n'),
 ]
+
+
+def test_hardening_is_parsed_and_declares_its_areas() -> None:
+    """[hardening]: the promise per area, its source, and how the as-shipped sandbox starts."""
+    table = (
+        '[hardening]\nsource = "the docs"\ncommand = ["docker", "run"]\ncapabilities = ["CAP_KILL"]\n'
+        'seccomp = "filter"\nmust_refuse = ["keyctl"]\nmasked_paths = ["/proc/kcore"]\n'
+    )
+    declared = runtime(FIXED + table).hardening
+    assert declared.areas == ("caps", "seccomp", "paths")
+    assert declared.command == ("docker", "run") and declared.shipped
+    assert declared.to_json() == {
+        "source": "the docs",
+        "capabilities": ["CAP_KILL"],
+        "seccomp": "filter",
+        "must_refuse": ["keyctl"],
+        "masked_paths": ["/proc/kcore"],
+    }
+    assert runtime(FIXED).hardening.areas == ()
 
 
 @pytest.mark.parametrize(("key", "text"), BAD, ids=[f"{key}-{i}" for i, (key, _) in enumerate(BAD)])

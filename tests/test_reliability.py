@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from nsconform.host.observe import make_scratch_dir
-from nsconform.hygiene import journal, naming
+from nsconform.hygiene import identity, journal, naming
 from nsconform.runtimes.declared import Expect
 from nsconform.sandbox.sandbox import Launch
 from tests.conftest import ROOT
@@ -202,9 +202,17 @@ BAD_INPUT = [
     (["--nsc-namespaces", ""], "--nsc-namespaces is empty"),
     (["--nsc-namespaces", ","], "--nsc-namespaces is empty"),
     (["--nsc-combinations", "declared"], "needs a runtime profile"),
-    (["--nsc-probe-timeout", "0"], "--nsc-probe-timeout must be positive"),
+    *(
+        (
+            ["--nsc-probe-timeout", value],
+            "--nsc-probe-timeout must be a number of seconds greater than 0 and at most 3600",
+        )
+        for value in ("0", "-1", "nan", "inf", "1e309", "3601")
+    ),
+    (["--nsc-probe-timeout", "soon"], "--nsc-probe-timeout needs a number of seconds, not 'soon'"),
     (["--nsc-runtime", "no-such-runtime"], "no-such-runtime"),
-    (["--nsc-baseline", "/nonexistent/conformance.json"], "--nsc-baseline"),
+    (["--nsc-baseline", "/nonexistent/conformance.json"], "--nsc-baseline /nonexistent/conformance.json: no such file"),
+    (["--nsc-baseline=/proc"], "--nsc-baseline /proc: a directory, not a file"),
 ]
 
 
@@ -240,8 +248,49 @@ def test_scratch_dirs_are_private_and_unpredictable() -> None:
     try:
         assert os.stat(a).st_mode & 0o777 == 0o700
         assert a != b and f"{record.run}-{journal.token()}" in Path(a).name
-        assert first.identity == {"dev": os.stat(a).st_dev, "ino": os.stat(a).st_ino}
+        assert first.identity == {"dev": os.stat(a).st_dev, "ino": os.stat(a).st_ino, **identity.birth(a)}
     finally:
         for path, entry in ((a, first), (b, second)):
             os.rmdir(path)
             record.removed(entry)
+
+
+class StopProbeAtSecondRequest:
+    """Stops (SIGSTOP) the probe of ipc.sysv_objects_hidden_from_host before its second request: that request
+    times out, and the check's cleanup request, in its `finally`, then finds the sandbox closed."""
+
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        sandbox = item.funcargs.get("sandbox")
+        if sandbox is None or "sysv_objects_hidden_from_host" not in item.nodeid:
+            return
+        real, sent = sandbox.probe, []
+
+        def probe(op: str, **args: object) -> object:
+            sent.append(op)
+            if len(sent) == 2:
+                os.kill(sandbox.pid, signal.SIGSTOP)
+            return real(op, **args)
+
+        sandbox.probe = probe
+
+
+def test_an_error_keeps_its_first_cause_and_shows_as_an_error(run_suite) -> None:
+    """1. a probe stopped mid-check, whose cleanup request then fails; 2. EXPECT the result `error` for the
+    timeout, the cleanup's failure in its evidence; the terminal showing it as an error (E, "1 error"), not a
+    failure; the exit status 1"""
+    run = run_suite(
+        "--nsc-namespaces",
+        "ipc",
+        "--nsc-probe-timeout",
+        "1",
+        "-k",
+        "sysv_objects_hidden_from_host",
+        f"{ROOT}/isolation_checks/ipc.py",
+        plugins=(StopProbeAtSecondRequest(),),
+    )
+    (result,) = [r for r in run.report["results"] if r["outcome"] != "skipped"]
+    assert result["outcome"] == "error" and "did not answer within 1 s" in result["reason"], result
+    assert any("the sandbox is closed" in text for text in result["evidence"]["raised after the error"]), result
+    assert run.ret == pytest.ExitCode.TESTS_FAILED
+    assert re.search(r"\b1 error\b", run.output) and "failed" not in run.output.splitlines()[-1], run.output[-2000:]
+    assert "ipc.py E" in run.output or "ipc.py::test_sysv_objects_hidden_from_host[ipc] ERROR" in run.output

@@ -7,7 +7,9 @@ characters, a lone surrogate): every view must show them as text, never as marku
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -16,15 +18,16 @@ from typing import Any
 
 import pytest
 
+from nsconform import catalogue, namespaces
 from nsconform.namespaces import combo_id
 from nsconform.report import htmlreport, junit, summary
 from nsconform.report.baseline import Baseline
 from nsconform.report.conformance import load_report
 from nsconform.report.page import COLOURS
 from nsconform.report.results import Result, label, summarize
-from nsconform.report.writing import VIEWS, write_atomic, write_reports
+from nsconform.report.writing import VIEWS, ReportWriteError, write_atomic, write_reports
 from tests import png
-from tests.chromium import dump_dom, screenshot
+from tests.chromium import chromium, dump_dom, screenshot
 from tests.reportdata import HOSTILE, RECORDED, recorded
 
 GITHUB_SUMMARY_LIMIT = 1 << 20
@@ -385,6 +388,37 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
 
 
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_set_that_fails_midway_leaves_the_earlier_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A file of a set fails while written (the fsync of the last one: EDQUOT) or put in place (the rename of the
+    third, after two: EIO): the earlier set and the user's README byte for byte, no temporary file left, the
+    error named."""
+    out = tmp_path / "out"
+    write_reports(out, recorded())
+    (out / "README.md").write_text("the user's\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".conformance.html."):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        real_fsync(fd)
+
+    def replace(source: Path, target: Path) -> None:
+        if Path(target).name == "summary.md" and Path(source).name.startswith(".summary.md."):
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, failing, fsync if failing == "fsync" else replace)
+    newer = {**recorded(), "started": "2030-01-01T00:00:00Z"}
+    code = "EDQUOT" if failing == "fsync" else "EIO"
+    with pytest.raises(ReportWriteError, match=rf"reports not written in {out}: .* \({code}\); its files are as"):
+        write_reports(out, newer)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_readme_picture_is_a_chromium_screenshot_of_a_report() -> None:
     """docs/images/conformance.png, which the README shows, is what scripts/screenshot.py takes: a
     WIDTH x HEIGHT Chromium screenshot of a report's matrix, with passed and failed cells in their colours."""
@@ -395,3 +429,77 @@ def test_readme_picture_is_a_chromium_screenshot_of_a_report() -> None:
     seen = image.colours()
     for outcome in ("passed", "failed"):
         assert seen[colour(COLOURS[outcome])] >= 50, f"no {outcome} cells ({COLOURS[outcome]}) in {DEFAULT_OUT}"
+
+
+def default_run(failing: str) -> dict[str, Any]:
+    """The recorded report's run, with the results a default run has (every check of the six default namespaces
+    on every one of their 64 combinations it applies to: the widest matrix), `failing` failed on each."""
+    results = []
+    for spec in catalogue.checks():
+        if spec.namespace not in namespaces.DEFAULT:
+            continue
+        for combination in namespaces.matrix(namespaces.DEFAULT, "all"):
+            if spec.applies(combination):
+                outcome = "failed" if spec.name == failing else "passed"
+                results.append(
+                    Result(
+                        id=f"isolation_checks/{spec.namespace}.py::test_x[{combo_id(combination)}]",
+                        check=spec.name,
+                        namespace=spec.namespace,
+                        combination=sorted(combination),
+                        expected=spec.expected(combination),
+                        outcome=outcome,
+                        reason="it leaked" if outcome == "failed" else "",
+                    )
+                )
+    return {**recorded(), "results": [r.to_json() for r in results], "summary": summarize(results, namespaces.DEFAULT)}
+
+
+def test_html_verdict_boxes_name_their_failing_checks_with_links_to_their_rows() -> None:
+    doc = default_run("ipc.posix_shm_private")
+    tags = parse(htmlreport.render(doc))
+    links = [a["href"] for t, a in tags.tags if t == "a" and a.get("href", "").startswith("#check-")]
+    assert links == ["#check-ipc.posix_shm_private"]
+    rows = {a["id"] for t, a in tags.tags if t == "tr" and "id" in a}
+    assert "check-ipc.posix_shm_private" in rows
+    assert {f"check-{r['check']}" for r in doc["results"]} == rows
+
+
+def test_html_columns_have_text_labels_with_their_full_names() -> None:
+    doc = default_run("")
+    tags = parse(htmlreport.render(doc))
+    labels = [a["title"] for t, a in tags.tags if t == "th" and "c" in (a.get("class") or "").split()]
+    assert len(labels) == 64 and set(labels) == {combo_id(c) for c in namespaces.matrix(namespaces.DEFAULT, "all")}
+    page = htmlreport.render(doc)
+    assert '<th class="c " title="none"><span>none</span></th>' in page
+    assert '<th class="c g" title="ipc+mnt+net+pid+user+uts"><span>upminU</span></th>' in page
+
+
+def test_html_header_names_the_profile_once() -> None:
+    doc = recorded()
+    doc["runtime"] = {**doc["runtime"], "profile": "/etc/nsconform/my-runtime.toml"}
+    page = htmlreport.render(doc)
+    header = page[page.index("<main>") : page.index("<h2>")]
+    assert header.count("/etc/nsconform/my-runtime.toml") == 1
+
+
+def test_html_matrix_fits_1280_pixels(tmp_path: Path) -> None:
+    """The widest default matrix, its 64 columns, fits a 1280-pixel window: the page does not scroll sideways
+    and neither does the matrix's own box (measured in Chromium by a copy of the page with a script of the
+    test's, which writes the widths into the title)."""
+    page = htmlreport.render(default_run("net.sysfs_shows_own_links"))
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy"[^>]*>', page)
+    assert policy
+    measure = (
+        "<script>addEventListener('load', () => { const box = document.querySelector('.scroll');"
+        "document.title = [document.documentElement.scrollWidth, box.scrollWidth, box.clientWidth].join(' '); });"
+        "</script></body>"
+    )
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace(policy.group(0), "").replace("</body>", measure))
+    dom = chromium(tmp_path, "--window-size=1280,900", "--dump-dom", probe.resolve().as_uri())
+    title = re.search(r"<title>(\d+) (\d+) (\d+)</title>", dom)
+    assert title, dom[:500]
+    page_width, matrix_width, box_width = map(int, title.groups())
+    assert page_width <= 1280
+    assert matrix_width <= box_width

@@ -27,6 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from nsconform.host.observe import scratch_dir
+from nsconform.namespaces import combo_id
 from tests.conftest import ROOT, validate_written
 
 USER = "nsconform"
@@ -227,7 +228,7 @@ def test_suite_runs_rootless(rootless_user: pwd.struct_passwd, quiet_host: None)
 
     by_check: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
-        by_check.setdefault(r["check"], {})["+".join(r["combination"]) or "none"] = r
+        by_check.setdefault(r["check"], {})[combo_id(r["combination"])] = r
     for check in MUST_PASS:
         outcomes = {combo: r["outcome"] for combo, r in by_check[check].items()}
         assert outcomes and set(outcomes.values()) == {"passed"}, f"{check}: {outcomes}"
@@ -242,7 +243,7 @@ def test_suite_runs_rootless(rootless_user: pwd.struct_passwd, quiet_host: None)
 
     # Where user is not claimed, the sandbox still has a user namespace: "user shared" cannot hold.
     for check in ("user.namespace_identity", "user.id_maps_shared"):
-        unclaimed = {combo: r for combo, r in by_check[check].items() if "user" not in r["combination"]}
+        unclaimed = {combo: r for combo, r in by_check[check].items() if "user" not in (r["combination"] or ())}
         assert unclaimed and all(r["outcome"] == "skipped" for r in unclaimed.values()), check
         assert all(
             "rootless run" in r["reason"] and "its own user namespace" in r["reason"] for r in unclaimed.values()
@@ -266,3 +267,23 @@ def test_rootless_without_user_namespaces_is_a_usage_error(rootless_user: pwd.st
     assert "run as root, or allow unprivileged user namespaces" in done.stderr
     assert not report
     assert not left, f"the run left behind: {left}"
+
+
+def test_journal_directory_is_the_users_own_where_home_is_roots(rootless_user: pwd.struct_passwd) -> None:
+    """`setpriv --reuid` keeps root's HOME (/root, mode 700), as docs/running.md's rootless command runs: the
+    user's journal directory is then one it may make, in the temporary directory, 0700 and its own."""
+    code = "from nsconform.hygiene import journal; print(journal.directory())"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TMPDIR": tempfile.gettempdir()}
+    expected = Path(tempfile.gettempdir(), f"nsconform-{rootless_user.pw_uid}")
+    existed = expected.exists()
+    try:
+        done = subprocess.run(
+            [*as_user(rootless_user), sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd="/"
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(expected)
+        st = expected.lstat()
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == rootless_user.pw_uid and stat.S_IMODE(st.st_mode) == 0o700
+    finally:
+        if not existed and expected.is_dir():
+            expected.rmdir()

@@ -15,11 +15,11 @@ from nsconform.report import writing
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    real = writing.write_atomic
+    real = writing.write_set
 
-    def logged(path: Path, text: str) -> None:
+    def logged(directory: Path, texts: dict[str, str]) -> list[Path]:
         with open(os.environ["NSCONFORM_WRITE_LOG"], "a") as log:
-            log.write(f"{os.getpid()} {path.name}\n")
-        real(path, text)
+            log.writelines(f"{os.getpid()} {name}\n" for name in texts)
+        return real(directory, texts)
 
-    writing.write_atomic = logged  # type: ignore[assignment]
+    writing.write_set = logged  # type: ignore[assignment]

@@ -5,9 +5,10 @@
               [--distros LIST [--refresh]] [any pytest argument ...]
 
 It runs pytest on the package's own configuration (its pytest.ini, with the package's directory for
-rootdir), never the working directory's; nsconform's options take their short names here (with `=` or a
-space) and become pytest's `--nsc-*`; every other argument goes to pytest as it is. Reports land in
-`reports/` under the working directory unless `--report-dir` says otherwise.
+rootdir), never the working directory's; nsconform's options (nsconform.settings.OPTIONS) take their short
+names here (with `=` or a space) and become pytest's `--nsc-*`; every other argument goes to pytest as it
+is. Reports land in `reports/` under the working directory unless `--report-dir` says otherwise.
+`nsconform --help` lists nsconform's own options; `pytest --help` the rest.
 
 `--runtime` takes a comma list: one run per runtime, each in REPORT_DIR/<runtime>/, merged into one matrix;
 `--kernels` and `--distros` run the suite on kernels and Debian releases (nsconform.kernels).
@@ -15,107 +16,131 @@ space) and become pytest's `--nsc-*`; every other argument goes to pytest as it 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nsconform.locations import CONFIG, checks_dir
-from nsconform.settings import OPTIONS, PREFIX
+from nsconform.settings import AS_COMMAND, OPTIONS, PREFIX
+
+HELP = ("-h", "--help")
 
 
 class CommandError(ValueError):
     """The command line cannot be read: a short option without its value."""
 
 
-# The console script's own options, which pytest never sees: what each lists.
-AUDITS = {
-    "--kernels": "a comma list of host, a Debian series, image paths",
-    "--distros": "a comma list of Debian releases",
-}
-
-
 @dataclass
 class Command:
-    """The command line, read: pytest's arguments, and what the console script does itself."""
+    """A command line read: pytest's arguments, the report directory, and the command's own options' values."""
 
-    args: list[str] = field(default_factory=list)  # nsconform's options as pytest's --nsc-*, the rest as given
-    report_dir: Path = field(default_factory=lambda: Path.cwd() / "reports")
+    pytest_args: list[str]
+    report_dir: Path
+    own: dict[str, str] = field(default_factory=dict)  # options of the command alone (--kernels ...), by name
     runtimes: list[str] = field(default_factory=list)  # --runtime's comma list
-    audits: dict[str, list[str]] = field(default_factory=dict)  # --kernels, --distros: their entries
-    refresh: bool = False  # --distros: rebuild each release's root
 
     def pytest_options(self) -> list[str]:
-        """args with the runtime, for a single run."""
-        return [*self.args, *(f"{PREFIX}runtime={r}" for r in self.runtimes)]
+        """pytest's arguments with the runtime, for a single run."""
+        return [*self.pytest_args, *(f"{PREFIX}runtime={runtime}" for runtime in self.runtimes)]
 
 
 def translate(argv: Sequence[str]) -> Command:
     """nsconform's short options as pytest's `--nsc-*` (each written with '='), the rest as given, but for
-    the report directory (default: reports/ under the working directory), the runtimes, and the lists of
-    --kernels and --distros, which come apart."""
+    the report directory, which comes apart (default: reports/ under the working directory), and the
+    command's own options (command_only in the table)."""
     by_name = {f"--{option.name}": option for option in OPTIONS}
-    command = Command()
+    command = Command([], Path.cwd() / "reports")
     args = iter(argv)
     for arg in args:
         name, eq, value = arg.partition("=")
-        if name == "--refresh" and not eq:
-            command.refresh = True
-            continue
-        if name in AUDITS:
-            listed = value if eq else next(args, None)
-            if listed is None:
-                raise CommandError(f"{name} needs a value: {AUDITS[name]}")
-            command.audits[name] = [entry for entry in listed.split(",") if entry]
-            continue
         option = by_name.get(name)
         if option is None:
-            command.args.append(arg)
-        elif option.metavar is None:
-            command.args.append(PREFIX + option.name)
-        else:
-            if not eq:
-                value = next(args, None)
-                if value is None:
-                    raise CommandError(f"{name} needs a value ({option.metavar})")
-            if option.name == "report-dir":
-                command.report_dir = Path.cwd() / value
-            elif option.name == "runtime":
-                command.runtimes = [entry for entry in value.split(",") if entry]
+            command.pytest_args.append(arg)
+            continue
+        if option.metavar is None:
+            if option.command_only:
+                command.own[option.name] = ""
             else:
-                command.args.append(f"{PREFIX}{option.name}={value}")
-    if len(command.audits) > 1:
-        raise CommandError("--kernels and --distros cannot be given together")
-    if command.refresh and "--distros" not in command.audits:
-        raise CommandError("--refresh rebuilds the roots of --distros: give --distros too")
+                command.pytest_args.append(PREFIX + option.name)
+            continue
+        if not eq:
+            value = next(args, None)
+            if value is None:
+                raise CommandError(f"{name} needs a value ({option.metavar})")
+        if option.name == "report-dir":
+            command.report_dir = Path.cwd() / value
+        elif option.name == "runtime":
+            command.runtimes = [entry for entry in value.split(",") if entry]
+        elif option.command_only:
+            command.own[option.name] = value  # checked where it is used (nsconform.kernels)
+        else:
+            command.pytest_args.append(f"{PREFIX}{option.name}={value}")
     return command
 
 
 def pytest_args(translated: Sequence[str], report_dir: Path) -> list[str]:
     """The whole pytest command line: the package's configuration and rootdir, the options, then the checks."""
     checks = checks_dir()
-    config = ["-c", str(CONFIG), "--rootdir", str(checks.parent)]
+    config = ["-c", str(CONFIG), "--rootdir", str(checks.parent), AS_COMMAND]
     return [*config, *translated, f"{PREFIX}report-dir={report_dir}", str(checks)]
 
 
+def help_text() -> str:
+    """nsconform's own options, from the one table of them, and where the rest are described."""
+    parser = argparse.ArgumentParser(
+        prog="nsconform",
+        usage="nsconform [nsconform's options] [pytest's options, such as -n auto or -k hostname]",
+        description="Run nsconform's conformance suite (as root, or rootless) on the package's own configuration; "
+        "reports land in reports/ under the working directory. Each option takes its value with '=' or after "
+        "a space; in pytest it is --nsc-NAME.",
+        epilog="Every other argument goes to pytest as it is: see `pytest --help` (in nsconform's virtualenv, "
+        ".venv/bin/pytest --help) for them. Documentation: docs/running.md.",
+        add_help=False,
+    )
+    parser.add_argument(*HELP, action="store_true", help="show this help and exit")
+    for option in OPTIONS:
+        if option.metavar is None:
+            parser.add_argument(f"--{option.name}", action="store_true", help=option.help)
+        else:
+            parser.add_argument(f"--{option.name}", metavar=option.metavar, help=option.help.replace("%", "%%"))
+    return parser.format_help()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in HELP for arg in args[: args.index("--") if "--" in args else len(args)]):
+        print(help_text(), end="")
+        return 0
     try:
-        command = translate(sys.argv[1:] if argv is None else argv)
+        command = translate(args)
     except CommandError as e:
         print(f"nsconform: {e}", file=sys.stderr)
         return 4  # pytest's usage error
-    if command.audits or len(command.runtimes) > 1:
+    audits = [name for name in ("kernels", "distros") if name in command.own]
+    if len(audits) > 1:
+        print("nsconform: --kernels and --distros cannot be given together", file=sys.stderr)
+        return 4
+    if "refresh" in command.own and "distros" not in command.own:
+        print("nsconform: --refresh rebuilds the roots of --distros: give --distros too", file=sys.stderr)
+        return 4
+    if audits or len(command.runtimes) > 1:
         from nsconform.kernels import run
 
-        (what, entries), *_ = command.audits.items() or [("", None)]
+        entries = [entry for entry in command.own[audits[0]].split(",") if entry] if audits else None
         return run(
             entries,
-            command.args,
+            command.pytest_args,
             command.report_dir,
+            command.own.get("kernel-timeout"),
             runtimes=command.runtimes,
-            distros=what == "--distros",
-            refresh=command.refresh,
+            distros=audits == ["distros"],
+            refresh="refresh" in command.own,
         )
+    if "kernel-timeout" in command.own:
+        print("nsconform: --kernel-timeout applies to --kernels and --distros runs only", file=sys.stderr)
+        return 4
     import pytest
 
     return int(pytest.main(pytest_args(command.pytest_options(), command.report_dir)))

@@ -15,6 +15,20 @@ what it cannot restore, ends processes, or rests on a premise a joined probe doe
 runs after the other checks of its combination, and the next check to need one gets a new sandbox.
 `references` names what the guarantee answers: CVE ids, advisories, kernel documentation or man pages.
 The catalogue of checks, docs/checks.md, is generated from these declarations (nsconform.catalogue).
+
+A check of a hardening area (nsconform.areas) lives in isolation_checks/<area>.py and names its area
+instead of a namespace:
+
+    @guarantee(area="caps", declares=("capabilities",), rests_on="facts")
+    def test_sets_as_declared(shipped, verdict):
+        '''Root inside holds exactly the capabilities the runtime declares.'''
+
+It runs once per session, on the runtime's as-shipped sandbox (the `shipped` fixture), not per combination.
+`declares` names the [hardening] keys it judges (nsconform.runtimes.hardening): where the profile sets none
+of them, what the check saw is reported as information (skipped, with its evidence), never as a verdict.
+`rests_on` says what a pass rests on: "facts" (what the sandbox's kernel reports of it: /proc/PID/status,
+mountinfo; under --nsc-attach, read from the target's own) or "behaviour" (an action tried inside; skipped
+under --nsc-attach, whose joined probe has the harness's credentials, not the target's).
 """
 
 from __future__ import annotations
@@ -26,13 +40,25 @@ from typing import Any, TypeVar
 
 import pytest
 
+from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import ALL, Combination, combo_id
+from nsconform.runtimes.hardening import AREA_KEYS
 
 F = TypeVar("F", bound=Callable[..., Any])
 VERDICT = pytest.StashKey["Verdict"]()  # a check's Verdict, on its item
 WHEN = ("isolated", "shared", "any")
+RESTS_ON = ("behaviour", "facts")  # what an area check's pass rests on
+AREA_EXPECTED = "declared"  # an area result's `expected`: what the runtime's profile declares
 EVIDENCE_LIMIT = 400
 SHARED_VIEW_LOOKS = 3  # how often a shared view is looked at again before a difference counts
+NOTHING = "nothing to examine"  # how every skip of a check that found nothing to judge begins
+
+
+def skip_nothing(what: str) -> None:
+    """SKIP a check that found nothing to examine (`what` says what it looked for): a check that examined
+    nothing has no observation that could have failed, so it never passes."""
+    __tracebackhide__ = True
+    pytest.skip(f"{NOTHING}: {what}")
 
 
 @dataclass(frozen=True)
@@ -47,8 +73,15 @@ class Guarantee:
     ends_sandbox: bool = False  # ends the combination's sandbox: runs last among its combination's checks
     references: tuple[str, ...] = ()  # CVE ids, advisories, kernel docs or man pages the guarantee answers
     host_view: str = ""  # what it needs to see of the sandbox's processes from the host; empty: nothing
+    area: str = ""  # the hardening area it judges (then namespace is ""): runs on the as-shipped sandbox
+    rests_on: str = "behaviour"  # an area check's basis: "behaviour" (an action tried) or "facts"
     name: str = ""
-    doc: str = ""
+    doc: str = ""  # the guarantee: the check's docstring on one line
+
+    @property
+    def subject(self) -> str:
+        """What its results are summarized under: its namespace, or its area."""
+        return self.area or self.namespace
 
     def applies(self, combination: Combination) -> bool:
         if self.when == "isolated" and self.namespace not in combination:
@@ -58,6 +91,8 @@ class Guarantee:
         return self.needs <= combination and not (self.needs_shared & combination)
 
     def expected(self, combination: Combination) -> str:
+        if self.area:
+            return AREA_EXPECTED
         return "isolated" if self.namespace in combination else "shared"
 
     def describe_needs(self) -> str:
@@ -68,9 +103,11 @@ class Guarantee:
 
 
 def guarantee(
-    namespace: str,
-    when: str,
+    namespace: str = "",
+    when: str = "",
     *,
+    area: str = "",
+    rests_on: str = "behaviour",
     needs: Iterable[str] = (),
     needs_shared: Iterable[str] = (),
     rootful: bool = False,
@@ -80,8 +117,15 @@ def guarantee(
     references: Iterable[str] = (),
     host_view: str = "",
 ) -> Callable[[F], F]:
-    """Declare the decorated test function a check of `namespace`'s guarantee."""
-    if namespace not in ALL or when not in WHEN or not set(needs) | set(needs_shared) <= set(ALL):
+    """Declare the decorated test function a check of `namespace`'s guarantee (or of a hardening `area`)."""
+    if area:
+        if namespace or when or needs or needs_shared or area not in AREAS or rests_on not in RESTS_ON:
+            raise ValueError(
+                f"bad area check declaration: area {area!r} (of {', '.join(AREAS)}), rests_on {rests_on!r}"
+            )
+        if not declares or not set(declares) <= set(AREA_KEYS[area]):
+            raise ValueError(f"an area check declares which of [hardening] {', '.join(AREA_KEYS[area])} it judges")
+    elif namespace not in ALL or when not in WHEN or not set(needs) | set(needs_shared) <= set(ALL):
         raise ValueError(f"bad guarantee declaration: {namespace!r}, {when!r}, {needs!r}, {needs_shared!r}")
     if isinstance(references, str):
         raise ValueError(f"bad guarantee declaration: references is a list of strings, not {references!r}")
@@ -99,8 +143,10 @@ def guarantee(
             ends_sandbox=ends_sandbox,
             references=tuple(references),
             host_view=host_view,
+            area=area,
+            rests_on=rests_on,
             name=f"{module}.{fn.__name__.removeprefix('test_')}",
-            doc=inspect.getdoc(fn) or "",
+            doc=" ".join((inspect.getdoc(fn) or "").split()),  # one sentence, as every report shows it
         )
         if not spec.doc:
             raise ValueError(f"{spec.name}: a check states its guarantee in its docstring")
@@ -145,6 +191,9 @@ class Verdict:
     expected: str
     evidence: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    # why what the check sees is information, not a verdict (an area the runtime declares nothing in): its end
+    # is a skip with this reason, its evidence kept
+    information: str = ""
 
     @property
     def isolated(self) -> bool:
@@ -169,6 +218,15 @@ class Verdict:
             self.failures.append(message)
             self.raise_failures()
 
+    def expect_each(self, judged: dict[str, bool], nothing: str, message: str, **values: Any) -> bool:
+        """EXPECT every one of `judged` (what was examined -> whether it holds) to hold; with nothing judged at
+        all, SKIP saying `nothing`: an empty set is no observation that could have failed."""
+        __tracebackhide__ = True
+        if not judged:
+            skip_nothing(nothing)
+        failing = [name for name, holds in judged.items() if not holds]
+        return self.expect(not failing, message, **values, examined=sorted(judged), failing=failing)
+
     def same_or_different(self, what: str, inside: Any, outside: Any) -> bool:
         """EXPECT `inside` to differ from `outside` when isolated, to equal it when shared."""
         relation = "differ from" if self.isolated else "equal"
@@ -187,12 +245,16 @@ class Verdict:
         during it, so that other processes creating or removing objects meanwhile cannot fake a
         difference. One that came and went between the two host views (another run's, anyone's) may
         still be seen inside only: a difference counts only where every look shows it, up to
-        SHARED_VIEW_LOOKS looks. A namespace of the sandbox's own shows its difference every time.
+        SHARED_VIEW_LOOKS looks. A namespace of the sandbox's own shows its difference every time. Where neither
+        side shows anything, nothing was compared: SKIP.
         """
+        __tracebackhide__ = True
         missing: set[Any] | None = None
         only_inside: set[Any] | None = None
         for _ in range(SHARED_VIEW_LOOKS):
             before, inside, after = look_host(), look_inside(), look_host()
+            if not (before or inside or after):
+                skip_nothing(f"neither the host nor the sandbox shows any {what}")
             steady, ever = before & after, before | after
             missing = steady - inside if missing is None else missing & (steady - inside)
             only_inside = inside - ever if only_inside is None else only_inside & (inside - ever)
@@ -226,7 +288,10 @@ class Verdict:
                     "the checks of the shared view decide"
                 )
             return True
-        return self.same_or_different(f"{ns} namespace", sandbox.ns_inode(ns), host.ns_inode(ns))
+        inside, outside = sandbox.ns_inode(ns), host.ns_inode(ns)
+        if inside is None and outside is None:
+            skip_nothing(f"neither the host nor the sandbox has a {ns} namespace to compare (no /proc/PID/ns/{ns})")
+        return self.same_or_different(f"{ns} namespace", inside, outside)
 
     def require_own_namespace(self, ns: str, sandbox: Any, host: Any) -> None:
         """ASSERT the sandbox has its own `ns` namespace before a probe writes anything inside it.
@@ -247,6 +312,9 @@ class Verdict:
 
     def raise_failures(self) -> None:
         __tracebackhide__ = True
+        if self.information:
+            seen = f" (it would say: {'; '.join(self.failures)})" if self.failures else ""
+            pytest.skip(f"{self.information}: what it saw is information, not a verdict{seen}")
         if self.failures:
             where = combo_id(self.combination)
             raise AssertionError(f"[{where}] " + "; ".join(self.failures))

@@ -47,10 +47,17 @@ def validate(names: Iterable[str], *, what: str) -> None:
         raise NamespaceError(f"{what}: unknown namespace {', '.join(unknown)} (known: {', '.join(ALL)})")
 
 
-def combo_id(combination: Iterable[str]) -> str:
-    """Readable, stable id of a combination: sorted names joined by '+', or 'none'."""
+NONE = "none"  # the empty combination: every namespace shared
+NA = "n/a"  # in place of a combination, for a check that applies to none of the run's (its one skipped result)
+
+
+def combo_id(combination: Iterable[str] | None) -> str:
+    """Readable, stable id of a combination: sorted names joined by '+', 'none' for the empty one, 'n/a' for
+    None (a check's result on no combination)."""
+    if combination is None:
+        return NA
     names = sorted(combination)
-    return "+".join(names) if names else "none"
+    return "+".join(names) if names else NONE
 
 
 def matrix(namespaces: Iterable[str], mode: str, declared: Iterable[str] | None = None) -> list[Combination]:

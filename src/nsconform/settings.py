@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from nsconform import areas as area_names
 from nsconform import namespaces as ns
-from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, resolve
+from nsconform.inputs import KERNEL_TIMEOUT_S, PROBE_TIMEOUT_S, InputError, seconds
+from nsconform.locations import CONFIG
+from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, declared_hardening, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
 
 SETTINGS = pytest.StashKey["Settings"]()
@@ -29,6 +34,7 @@ class Option:
     default: Any = None
     choices: tuple[str, ...] | None = None
     type: Callable[[str], Any] = str
+    command_only: bool = False  # an option of the `nsconform` command alone, which pytest never sees
 
     @property
     def dest(self) -> str:
@@ -38,7 +44,8 @@ class Option:
 OPTIONS = (
     Option(
         "runtime",
-        "runtime under test: native, a bundled profile name, or a profile file (default: native)",
+        "runtime under test: native, a bundled profile name, or a profile file (default: native); the nsconform "
+        "command takes a comma list: one run each, merged into one matrix",
         "NAME|PATH",
         "native",
     ),
@@ -53,6 +60,12 @@ OPTIONS = (
         f"comma list of namespaces to check (default: {','.join(ns.DEFAULT)}; known: {','.join(ns.ALL)})",
         "LIST",
         ",".join(ns.DEFAULT),
+    ),
+    Option(
+        "areas",
+        f"comma list of hardening areas to judge in the runtime's as-shipped sandbox, or none (default: every area "
+        f"the runtime's profile declares in [hardening]; known: {','.join(area_names.ALL)})",
+        "LIST",
     ),
     Option(
         "combinations",
@@ -70,12 +83,45 @@ OPTIONS = (
     Option("no-host-audit", "do not fail the session when the host differs after it from before it"),
     Option(
         "probe-timeout",
-        "seconds a probe may take before its sandbox is killed and the result is error (default: 10)",
+        f"seconds a probe may take before its sandbox is killed and the result is error, at most "
+        f"{PROBE_TIMEOUT_S:g} (default: 10)",
         "S",
-        10.0,
-        type=float,
+        "10",
+    ),
+    Option(
+        "kernels",
+        "run the suite once per kernel of a comma list: host, a Debian kernel series (5.10, 6.1, 6.12) or a "
+        "kernel image's path, each in a VM but host; reports in REPORT_DIR/<entry>/, merged into "
+        "REPORT_DIR/matrix.html and matrix.md",
+        "LIST",
+        command_only=True,
+    ),
+    Option(
+        "distros",
+        "run the suite once per Debian release of a comma list (bookworm, trixie, forky), each on its own kernel "
+        "with its own runtimes in a VM, on a root built once and cached; reports in REPORT_DIR/<release>/, merged "
+        "into REPORT_DIR/matrix.html and matrix.md",
+        "LIST",
+        command_only=True,
+    ),
+    Option("refresh", "with --distros: build each release's root again rather than use the cache", command_only=True),
+    Option(
+        "kernel-timeout",
+        f"with --kernels or --distros: the wall-clock limit of each VM's run, in seconds, at most {KERNEL_TIMEOUT_S:g} "
+        "(default: 3600)",
+        "S",
+        "3600",
+        command_only=True,
     ),
 )
+
+
+def option(name: str) -> Option:
+    """The option of the table called `name`."""
+    return next(o for o in OPTIONS if o.name == name)
+
+
+AS_COMMAND = PREFIX + "as-command"  # given by the `nsconform` command: messages name its options
 
 
 @dataclass(frozen=True)
@@ -87,11 +133,15 @@ class Settings:
     report_dir: Path
     baseline: Path | None
     probe_timeout: float
+    areas: tuple[str, ...] = ()  # the hardening areas judged (nsconform.areas)
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("nsconform", "namespace isolation conformance (nsconform)")
+    group.addoption(AS_COMMAND, dest="nsc_as_command", action="store_true", help=argparse.SUPPRESS)
     for option in OPTIONS:
+        if option.command_only:
+            continue
         if option.metavar is None:
             group.addoption(PREFIX + option.name, dest=option.dest, action="store_true", help=option.help)
         else:
@@ -128,16 +178,17 @@ def from_config(config: pytest.Config) -> Settings:
         # what the runtime builds of each: a bundle always isolates mnt, a matrix only what it has flags for
         built = (runtime.buildable(combo) for combo in ns.matrix(namespaces, mode, runtime.isolates))
         combos = list({ns.combo_id(combo): combo for combo in built}.values())
-    except (ns.NamespaceError, RuntimeSpecError, AttachError) as e:
+        areas = declared_hardening(runtime).areas if opt.nsc_areas is None else area_names.parse_list(opt.nsc_areas)
+    except (ns.NamespaceError, RuntimeSpecError, AttachError, area_names.AreaError) as e:
         raise pytest.UsageError(str(e)) from None
     misread_rootdir(config)
     if runtime.name == "native" and (why := runtime.unavailable()):
         raise pytest.UsageError(why)  # the harness's own runtime cannot work here at all
-    if opt.nsc_probe_timeout <= 0:
-        raise pytest.UsageError(f"--nsc-probe-timeout must be positive, not {opt.nsc_probe_timeout:g}")
-    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None
-    if baseline is not None and not baseline.is_file():
-        raise pytest.UsageError(f"--nsc-baseline {opt.nsc_baseline}: no such file")
+    try:
+        probe_timeout = seconds("--nsc-probe-timeout", opt.nsc_probe_timeout, PROBE_TIMEOUT_S)
+    except InputError as e:
+        raise pytest.UsageError(str(e)) from None
+    baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None  # read by the controller at once
     return Settings(
         runtime=runtime,
         namespaces=namespaces,
@@ -145,8 +196,18 @@ def from_config(config: pytest.Config) -> Settings:
         combinations=tuple(combos),
         report_dir=Path(here, opt.nsc_report_dir),
         baseline=baseline,
-        probe_timeout=opt.nsc_probe_timeout,
+        probe_timeout=probe_timeout,
+        areas=areas,
     )
+
+
+def as_written(config: pytest.Config, message: str) -> str:
+    """A message that names options as the user wrote them: run by the `nsconform` command, `--attach` rather
+    than `--nsc-attach`."""
+    if not config.getoption("nsc_as_command", False):
+        return message
+    names = "|".join(re.escape(option.name) for option in OPTIONS)
+    return re.sub(rf"{re.escape(PREFIX)}({names})\b(?!-)", r"--\1", message)
 
 
 def attach_to(value: str, base: Runtime | None) -> AttachRuntime:
@@ -161,26 +222,30 @@ def attach_to(value: str, base: Runtime | None) -> AttachRuntime:
 def misread_rootdir(config: pytest.Config) -> None:
     """pytest picks its rootdir (and so its configuration) before plugins add options: in `--nsc-report-dir DIR`
     it takes DIR, if it exists, for a path to test, and may look for its configuration there. A value
-    written after a space that names an existing path outside the rootdir may so have led pytest
-    elsewhere than the run's own arguments: a usage error naming the option to write with '='."""
+    written after a space that names an existing path outside the rootdir, or that led pytest to the
+    package's own configuration, may so have led it elsewhere than the run's own arguments: a usage error
+    naming the option to write with '='."""
     if hasattr(config, "workerinput"):
         return  # an xdist worker is handed the controller's rootdir, which the controller checked
     if config.getoption("rootdir") or config.getoption("inifilename"):
         return  # given, not chosen from the arguments
     here = config.invocation_params.dir
     names = {PREFIX + option.name for option in OPTIONS if option.metavar is not None}
+    # the package's own configuration, found from a path in the package (a bundled profile), is never the
+    # one a plain pytest run means: only the `nsconform` command runs on it, and names it with -c
+    packaged = config.inipath is not None and Path(config.inipath).resolve() == CONFIG.resolve()
     spaced = [
         f"{name}={value}"
         for name, value in itertools.pairwise(config.invocation_params.args)
         if name in names
         and os.path.exists(path := os.path.join(here, value))
-        and (config.inipath is None or not inside(path, config.rootpath))
+        and (config.inipath is None or packaged or not inside(path, config.rootpath))
     ]
     if spaced:
         raise pytest.UsageError(
-            f"an option value after a space names a path outside the rootdir {config.rootpath} "
-            f"(configuration: {config.inipath or 'none'}), which pytest may have taken for a path to test "
-            f"when it chose them; write {', '.join(spaced)}"
+            f"an option value after a space names a path, which pytest may have taken for a path to test when it "
+            f"chose its rootdir ({config.rootpath}) and configuration ({config.inipath or 'none'}); "
+            f"write {', '.join(spaced)}"
         )
 
 

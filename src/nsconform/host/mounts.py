@@ -81,7 +81,7 @@ def journaled_mount(target: str, source: str | None, mount: Callable[[], None]) 
         target,
         mount,
         lambda _: probe.unmount(target, detach=True),
-        lambda _: {"mount_id": objects.mount_id(target)},
+        lambda _: objects.mount_identity(target),
         source=source,
     ):
         yield

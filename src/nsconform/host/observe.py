@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nsconform.hygiene import journal, naming, objects
+from nsconform.hygiene import identity, journal, naming, objects
 from nsconform.inside import probe
 
 OBSERVATIONS = frozenset(
@@ -142,7 +142,7 @@ class Host:
             f"{kind} {key:#x}",
             lambda: probe.ipc_create(kind, key),
             lambda ident: probe.ipc_remove(kind, ident),
-            lambda ident: {"id": ident, "cpid": objects.creator(kind, key, ident)},
+            lambda ident: objects.sysv_identity(kind, key, ident),
             ipc=kind,
             key=key,
         ) as ident:
@@ -152,7 +152,11 @@ class Host:
     def message_queue(self, name: str) -> Iterator[str]:
         """A POSIX message queue on the host for the duration of the block."""
         with journal.current().for_block(
-            "mqueue", name, lambda: probe.mq_create(name), lambda _: probe.mq_remove(name), lambda _: {}
+            "mqueue",
+            name,
+            lambda: probe.mq_create(name),
+            lambda _: probe.mq_remove(name),
+            lambda _: {"ino": identity.mqueue_inode(name)},
         ):
             yield name
 
@@ -165,7 +169,7 @@ class Host:
             path,
             lambda: probe.shm_create(name),
             lambda _: probe.shm_remove(name),
-            lambda _: journal.path_identity(path),
+            lambda _: identity.path_identity(path),
             durable=False,  # a memory filesystem: gone with the machine
         ):
             yield name

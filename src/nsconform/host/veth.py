@@ -147,13 +147,16 @@ def rtnl_inside(fd: int) -> IPRoute:
     return IPRoute(fileno=made[0].detach())  # pyroute2 takes the socket over (a datagram one, as it wants)
 
 
-def create(sandbox: Sandbox, host_name: str, peer_name: str) -> Veth:
-    """Make the pair with its sandbox end in the sandbox, address both ends, bring them up."""
+def create(sandbox: Sandbox, host_name: str, peer_name: str, alias: str) -> Veth:
+    """Make the pair with its sandbox end in the sandbox, give the host's end its ifalias (the kernel takes none
+    with the link's creation: at once after, so that the reaper can tell it for the harness's), address
+    both ends, bring them up."""
     fd = netns_fd(sandbox)
     try:
         with IPRoute() as ipr, LinkEvents() as events:
             ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, "net_ns_fd": fd})
             (index,) = ipr.link_lookup(ifname=host_name)
+            ipr.link("set", index=index, ifalias=alias)
             net = subnet(index)
             ipr.addr("add", index=index, address=str(net[1]), prefixlen=PREFIXLEN)
             ipr.link("set", index=index, state="up")
@@ -176,10 +179,10 @@ def veth_of(sandbox: Sandbox) -> Veth:
     pair = PAIRS.get(sandbox)
     if pair is None:
         record = journal.current()
-        host_name, peer_name = naming.link_name(), naming.link_name()
-        entry = record.record("link", host_name, peer=peer_name)
+        host_name, peer_name, alias = naming.link_name(), naming.link_name(), naming.link_alias()
+        entry = record.record("link", host_name, peer=peer_name, alias=alias)
         sandbox.at_close(lambda: remove_if_present(entry, record))
-        pair = PAIRS[sandbox] = create(sandbox, host_name, peer_name)
+        pair = PAIRS[sandbox] = create(sandbox, host_name, peer_name, alias)
         record.made(entry, ifindex=pair.host_index)
     return pair
 

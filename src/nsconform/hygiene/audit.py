@@ -46,6 +46,7 @@ def snapshot() -> Snapshot:
         "sysctls": {f"{name}={read(Path('/proc/sys', name))}" for name in SYSCTLS},
         "cgroups": set(cgroup_dirs()),
         **network(),
+        **reach(),
     }
 
 
@@ -87,6 +88,21 @@ def network() -> Snapshot:
     return {"links": {f"{i} {name}" for i, name in links.items()}, "addresses": addresses, "routes": routes}
 
 
+def reach() -> Snapshot:
+    """What the devices, knobs and sockets areas look at on the host: the knobs' values, the device nodes under
+    /dev (but the ptys of /dev/pts, which come and go with every terminal), the listening Unix sockets."""
+    from nsconform.host import sockdiag
+    from nsconform.inside.areas import devices
+    from nsconform.reach import knobs
+
+    nodes = devices.device_nodes()["nodes"]
+    return {
+        "knobs": set(knobs.host_values()),
+        "devices": {f"{n[0]} {n[1]} {n[2]}:{n[3]} {n[4]:o} {n[5]}:{n[6]}" for n in nodes if "/pts/" not in n[0]},
+        "unix_listeners": {listener.path for listener in sockdiag.listening().values()},
+    }
+
+
 def difference(before: Snapshot, after: Snapshot) -> Changes:
     """Per aspect, what appeared and what vanished."""
     changes = {}
@@ -106,6 +122,8 @@ def left_by(written: list[journal.Written]) -> tuple[list[str], list[str]]:
             try:
                 if objects.present(entry, owner):
                     left.append(f"{objects.describe(entry)} (process {owner.pid}, {one.header['role']})")
+            except objects.Replaced:
+                continue  # another object in its place: this run's is gone
             except objects.Unverifiable as e:
                 problems.append(f"{objects.describe(entry)}: {e}")
     return left, problems

@@ -2,22 +2,27 @@
 
 One journal file per harness process (the controller, each xdist worker, any helper that makes host
 objects) and run (a pytest session run in-process inside another has one of its own),
-in a directory only its user may enter (`/run/nsconform` as root; rootless, `$XDG_RUNTIME_DIR/nsconform`
-or `~/.local/state/nsconform`, 0700). The process holds an exclusive flock on its journal for its
-whole life: a journal whose lock is free belongs to a process that is gone. The file appears under
-its name only once locked (made with O_TMPFILE, then linked), and is unlinked, still locked, when
-its process ends with nothing left to remove.
+in a directory only its user may enter (`/run/nsconform` as root; rootless, `$XDG_RUNTIME_DIR/nsconform`,
+`~/.local/state/nsconform`, or where the HOME is not the user's, `$TMPDIR/nsconform-UID`; 0700). The
+process holds an exclusive flock on its journal for its whole life: a journal whose lock is free
+belongs to a process that is gone. The file appears under its name only once locked (made with
+O_TMPFILE, then linked), and is unlinked, still locked, when its process ends with nothing left to remove.
 
 Entries are two-phase, one JSON line each:
 - `intent`: the kind and exact name of an object, written before the object is made (and fsync'd
   where the object would outlive a crash of the machine: files on disk, containers);
-- `made`: the object's identity once it exists (device and inode of a path, key, id and creator pid
-  of a SysV object, ifindex of a link, mount id of a mount, start time of a process);
+- `made`: the object's identity once it exists, one a later object of the same name or number cannot have
+  (nsconform.hygiene.identity: device, inode, birth time and generation of a path; key, id, creator and
+  creation time of a SysV object; ifindex of a link, whose intent names the ifalias the harness gives it;
+  unique id of a mount; inode of a message queue; start time of a process);
 - `removed`: the harness removed it (or found it gone).
 
-Names carry the process's token (nsconform.hygiene.naming), so that an object whose identity was
-never recorded (a crash between the intent and `made`) can still be told for the process's by its
-exact name. The journal needs no pytest: any program (the kernel audit's VMs) may `record` what it makes.
+Names carry the process's token (nsconform.hygiene.naming), so that no two processes ever make objects
+of the same name; a name is never proof of whose an object is: an object whose identity was never
+recorded (a crash between the intent and `made`) is reported by the reaper, not removed. Journals of
+version 1 (an earlier nsconform, which recorded reusable identities only) are read, and what they list
+is removed only where their identity is proof (a process's start time). The journal needs no pytest:
+any program (the kernel audit's VMs) may `record` what it makes.
 """
 
 from __future__ import annotations
@@ -30,11 +35,16 @@ import json
 import os
 import secrets
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nsconform.hygiene import identity
+
+VERSION = 2  # 1: identities without birth times, unique mount ids, ifaliases or SysV creation times
+READABLE = (1, VERSION)
 KINDS = ("process", "container", "mount", "link", "sysv", "mqueue", "path")
 DURABLE = frozenset({"path", "container"})  # what outlives a crash of the machine: their intents are fsync'd
 ROOT_DIRECTORY = Path("/run/nsconform")
@@ -66,12 +76,7 @@ class JournalError(RuntimeError):
 def directory() -> Path:
     """This user's journal directory, made 0700 if missing (and made private if it is the user's own but open
     to others, as a mount point made for another purpose may be); refused if it is not the user's own."""
-    if os.geteuid() == 0:
-        path = ROOT_DIRECTORY
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        path = Path(os.environ["XDG_RUNTIME_DIR"], "nsconform")
-    else:
-        path = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "nsconform")
+    path = ROOT_DIRECTORY if os.geteuid() == 0 else user_directory()
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=True)
     st = path.lstat()
@@ -82,9 +87,22 @@ def directory() -> Path:
     return path
 
 
-def path_identity(path: str) -> dict[str, int]:
-    st = os.lstat(path)
-    return {"dev": st.st_dev, "ino": st.st_ino}
+def user_directory() -> Path:
+    """An unprivileged user's journal directory: `$XDG_RUNTIME_DIR/nsconform`, else
+    `$XDG_STATE_HOME/nsconform` (`~/.local/state/nsconform`) where the user may make it, else (a HOME that is
+    not the user's: `setpriv --reuid` keeps root's) `nsconform-UID` in the temporary directory."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"], "nsconform")
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "nsconform")
+    if may_make(state):
+        return state
+    return Path(tempfile.gettempdir(), f"nsconform-{os.geteuid()}")
+
+
+def may_make(path: Path) -> bool:
+    """Whether this user may make `path` (or has it): its nearest existing ancestor is writable and searchable."""
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # False where it may not look
+    return os.access(existing, os.W_OK | os.X_OK)
 
 
 def read_starttime(pid: int) -> int:
@@ -138,7 +156,7 @@ class Journal:
 
     def header(self) -> dict[str, Any]:
         pid = os.getpid()
-        return {"journal": 1, "run": self.run, "role": self.role, "token": self.token, "pid": pid,
+        return {"journal": VERSION, "run": self.run, "role": self.role, "token": self.token, "pid": pid,
                 "start": read_starttime(pid), "uid": os.geteuid()}  # fmt: skip
 
     def _open(self) -> int:
@@ -232,8 +250,8 @@ class Journal:
             self.removed(entry)
 
     def made_path(self, entry: Entry) -> None:
-        """The path `entry` names exists now: its device and inode are its identity."""
-        self.made(entry, **path_identity(entry.name))
+        """The path `entry` names exists now: its device, inode, birth time and generation are its identity."""
+        self.made(entry, **identity.path_identity(entry.name))
 
     def made_process(self, entry: Entry, pid: int) -> None:
         """Process `pid` is `entry`'s: its start time, read while a pidfd held it, tells it from a later one."""
@@ -322,7 +340,9 @@ def parse(path: Path, data: bytes) -> Written:
         raise CorruptJournal(f"{path}: no header")
     try:
         header = json.loads(lines[0])
-        if header.get("journal") != 1 or not all(k in header for k in ("run", "token", "pid", "start", "uid")):
+        if header.get("journal") not in READABLE or not all(
+            k in header for k in ("run", "token", "pid", "start", "uid")
+        ):
             raise CorruptJournal(f"{path}: no journal header")
         entries: dict[int, Entry] = {}
         for raw in lines[1:-1]:

@@ -1,11 +1,14 @@
 """Is a journal's object still on the host, and is it still the one recorded? Removing it, once it is.
 
-For each kind of object a journal lists (nsconform.hygiene.journal), `present` looks the object up
-by what the journal recorded: its identity once made (device and inode, SysV key, id and creator,
-ifindex, mount id, process start time), or, for an intent whose identity never made it to the
-file, by its exact name, taken for the journal's only if it bears that journal's identity (the
-journal's token in the name, the journal's process as the SysV creator). What cannot be told
-apart raises Unverifiable: it is reported and left alone. No name pattern decides anything.
+For each kind of object a journal lists (nsconform.hygiene.journal), `present` looks the object up by
+what the journal recorded once it was made, and takes it for the journal's only on an identity a new
+object cannot have (nsconform.hygiene.identity): a path by device, inode and birth time or generation;
+a mount by its unique id; a link by name, ifindex and the ifalias the harness gave it; a SysV object by
+key, id, creator and creation time; a message queue by name and inode; a process by pid and start time.
+An object found where the journal's is recorded but not proven its own raises Replaced (the journal's
+is gone: reported, left alone); one that cannot be told apart (an intent whose identity never made it to
+the file, a journal of an earlier version, a kernel without unique mount ids) raises Unverifiable:
+reported and left alone, its journal kept. No name pattern decides anything.
 """
 
 from __future__ import annotations
@@ -20,16 +23,40 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nsconform.hygiene import identity
 from nsconform.hygiene.journal import Entry, process_start
 from nsconform.inside import probe
 
 CLEANUP_TIMEOUT = 60.0
 CGROUPS = "/sys/fs/cgroup"
-SYSV_CREATOR_COLUMN = {"shm": 4}  # /proc/sysvipc/shm names the creator's pid; sem and msg do not
 
 
 class Unverifiable(Exception):
     """The object may be there, but nothing tells it for the journal's: left alone."""
+
+
+class Replaced(Exception):
+    """Another object holds the journal's name or number: the journal's is gone, this one is left alone."""
+
+
+def never_made(entry: Entry) -> Unverifiable:
+    return Unverifiable(
+        f"{entry.name} was never recorded made (its process died making it): what is there cannot be told for its own"
+    )
+
+
+def proven(entry: Entry, found: dict[str, Any], fields: tuple[str, ...], what: str) -> bool:
+    """Whether `found` (the object now at the recorded name or number) has every field of the recorded identity
+    in `fields` that the journal holds; Replaced if one differs, Unverifiable if the journal holds none."""
+    made = entry.identity or {}
+    recorded = [name for name in fields if made.get(name) is not None]
+    if not recorded:
+        raise Unverifiable(f"{what}: the journal records no {' or '.join(fields)} that would tell it from a later one")
+    differ = [name for name in recorded if found.get(name) != made[name]]
+    if differ:
+        detail = ", ".join(f"{name} {found.get(name)} (recorded {made[name]})" for name in differ)
+        raise Replaced(f"{what} is not the one recorded: {detail}")
+    return True
 
 
 @dataclass(frozen=True)
@@ -71,19 +98,21 @@ def path_present(entry: Entry, owner: Owner) -> bool:
         st = os.lstat(entry.name)
     except FileNotFoundError:
         return False
-    if entry.identity is not None:
-        return (st.st_dev, st.st_ino) == (entry.identity["dev"], entry.identity["ino"])
-    if owner.named(os.path.basename(entry.name)) and st.st_uid == owner.uid:
-        return True
-    raise Unverifiable(f"{entry.name} was never recorded made, and does not bear its journal's token")
+    if entry.identity is None:
+        raise never_made(entry)
+    if (st.st_dev, st.st_ino) != (entry.identity.get("dev"), entry.identity.get("ino")):
+        return False  # another inode: the journal's is gone
+    return proven(entry, identity.birth(entry.name), identity.BIRTH, f"{entry.name} (inode {st.st_ino})")
 
 
 def remove_path(entry: Entry, owner: Owner) -> None:
+    """Remove a proven path; a directory only once nothing is mounted in it (its journal's mounts were
+    unmounted before: nsconform.hygiene.reaper), else it is left alone with the mounts named."""
     path = entry.name
     if os.path.isdir(path) and not os.path.islink(path):
         below = [row[2] for row in probe.mountinfo() if row[2] == path or row[2].startswith(path + "/")]
-        for point in sorted(below, key=len, reverse=True):  # a leaky sandbox's mount in the harness's dir
-            probe.unmount(point, detach=True)
+        if below:
+            raise Unverifiable(f"mounts its journal did not record (or could not prove) are in it: {', '.join(below)}")
         shutil.rmtree(path)
     else:
         os.unlink(path)
@@ -99,62 +128,75 @@ def topmost(point: str) -> list[Any] | None:
 
 
 def mount_present(entry: Entry, owner: Owner) -> bool:
-    rows = [row for row in probe.mountinfo() if row[2] == entry.name]
-    if entry.identity is not None:
-        ours = [row for row in rows if row[0] == entry.identity["mount_id"]]
-        if ours and rows[-1] is not ours[0]:
-            raise Unverifiable(f"another mount covers {entry.name}")
-        return bool(ours)
-    if not rows:
+    table = probe.mountinfo()
+    if not [row for row in table if row[2] == entry.name]:
         return False
-    source = entry.details.get("source")
-    if owner.named(entry.name) and (source is None or rows[-1][4] == source):
-        return True
-    raise Unverifiable(f"the mount at {entry.name} was never recorded made, and is not the one asked for")
+    if entry.identity is None:
+        raise never_made(entry)
+    unique = identity.mount_unique_id(entry.name)
+    if unique is None:
+        raise Unverifiable(f"the mount at {entry.name}: this kernel gives mounts no unique id (Linux 6.8+)")
+    proven(entry, {"mnt_id_unique": unique}, ("mnt_id_unique",), f"the mount at {entry.name}")
+    below = [row[2] for row in table if row[2].startswith(entry.name.rstrip("/") + "/")]
+    if below:
+        raise Unverifiable(f"mounts its journal did not record (or could not prove) are below it: {', '.join(below)}")
+    return True
 
 
 def remove_mount(entry: Entry, owner: Owner) -> None:
-    probe.unmount(entry.name, detach=True)  # with whatever is mounted below it
+    probe.unmount(entry.name, detach=True)
 
 
-def mount_id(point: str) -> int:
-    """The id of the mount just made at `point`."""
+def mount_identity(point: str) -> dict[str, Any]:
+    """The identity of the mount just made at `point`: its id, and its unique id where the kernel has one."""
     row = topmost(point)
     if row is None:
         raise OSError(f"nothing is mounted at {point}")
-    return int(row[0])
+    return {"mount_id": int(row[0]), "mnt_id_unique": identity.mount_unique_id(point)}
 
 
 # -- SysV IPC objects -------------------------------------------------------------------------
 
 
-def sysv_objects(kind: str) -> list[tuple[int, int, int | None]]:
-    """(key, id, creator pid or None) of every SysV object of `kind` in this IPC namespace."""
-    column = SYSV_CREATOR_COLUMN.get(kind)
+def sysv_objects(kind: str) -> list[dict[str, Any]]:
+    """Key, id, creator (pid: shm only; uid) and creation time of every SysV object of `kind` in this IPC
+    namespace, as /proc/sysvipc shows them (its keys printed signed: read back unsigned, as key_t is used)."""
     found = []
     with open(f"/proc/sysvipc/{kind}") as f:
-        for row in f.read().splitlines()[1:]:
-            cols = row.split()
-            found.append((int(cols[0]), int(cols[1]), int(cols[column]) if column else None))
+        lines = f.read().splitlines()
+    columns = lines[0].split()
+    for row in lines[1:]:
+        cols = dict(zip(columns, map(int, row.split()), strict=False))
+        found.append(
+            {
+                "key": cols["key"] & 0xFFFFFFFF,
+                "id": cols[columns[1]],  # shmid, semid, msqid
+                "cpid": cols.get("cpid"),  # the kernel shows a creator pid for shm only
+                "cuid": cols["cuid"],
+                "ctime": cols["ctime"],
+            }
+        )
     return found
 
 
-def creator(kind: str, key: int, ident: int) -> int | None:
-    """The pid that made SysV object `ident` (shm only: the kernel shows no creator for sem and msg)."""
-    return next((cpid for k, i, cpid in sysv_objects(kind) if (k, i) == (key, ident)), None)
+def sysv_identity(kind: str, key: int, ident: int) -> dict[str, Any]:
+    """The identity of SysV object `ident` just made with `key`: its id, creator and creation time."""
+    row = next((row for row in sysv_objects(kind) if (row["key"], row["id"]) == (key, ident)), None)
+    if row is None:
+        raise OSError(f"SysV {kind} {ident} with key {key:#x} is not in /proc/sysvipc/{kind}")
+    return {name: row[name] for name in ("id", "cpid", "cuid", "ctime")}
 
 
 def sysv_present(entry: Entry, owner: Owner) -> bool:
-    kind, key = entry.details["ipc"], entry.details["key"]
-    rows = [(i, cpid) for k, i, cpid in sysv_objects(kind) if k == key]
-    if entry.identity is not None:
-        return (entry.identity["id"], entry.identity["cpid"]) in rows
+    kind, key = entry.details["ipc"], entry.details["key"] & 0xFFFFFFFF
+    rows = [row for row in sysv_objects(kind) if row["key"] == key]
     if not rows:
         return False
-    if rows[0][1] == owner.pid:
-        entry.identity = {"id": rows[0][0], "cpid": owner.pid}
-        return True
-    raise Unverifiable(f"SysV {kind} key {key:#x} was never recorded made, and the kernel names no creator of it")
+    if entry.identity is None:
+        raise never_made(entry)
+    if rows[0]["id"] != entry.identity.get("id"):
+        return False  # another object has the key: the journal's is gone
+    return proven(entry, rows[0], ("cuid", "ctime", "cpid"), f"SysV {kind} key {key:#x} id {rows[0]['id']}")
 
 
 def remove_sysv(entry: Entry, owner: Owner) -> None:
@@ -167,12 +209,14 @@ def remove_sysv(entry: Entry, owner: Owner) -> None:
 
 def mqueue_present(entry: Entry, owner: Owner) -> bool:
     try:
-        exists = probe.mq_exists(entry.name)
+        inode = identity.mqueue_inode(entry.name)
+    except FileNotFoundError:
+        return False
     except OSError as e:
         raise Unverifiable(f"message queue {entry.name}: {e.strerror}") from None
-    if exists and not owner.named(entry.name):
-        raise Unverifiable(f"message queue {entry.name} does not bear its journal's token")
-    return exists
+    if entry.identity is None:
+        raise never_made(entry)
+    return proven(entry, {"ino": inode}, ("ino",), f"message queue {entry.name}")
 
 
 def remove_mqueue(entry: Entry, owner: Owner) -> None:
@@ -183,16 +227,24 @@ def remove_mqueue(entry: Entry, owner: Owner) -> None:
 
 
 def link_present(entry: Entry, owner: Owner) -> bool:
+    """A link by its name and the ifalias its intent names (set by the harness right after making it), and by
+    its ifindex once recorded."""
     try:
         index = socket.if_nametoindex(entry.name)
     except OSError:
         return False
-    if entry.identity is not None:
-        return index == entry.identity["ifindex"]
-    if owner.named(entry.name):
-        entry.identity = {"ifindex": index}
-        return True
-    raise Unverifiable(f"link {entry.name} does not bear its journal's token")
+    what = f"link {entry.name} (ifindex {index})"
+    if entry.details.get("alias") is None:
+        raise Unverifiable(f"{what}: the journal records no ifalias that would tell it from a later link")
+    if entry.identity is not None and entry.identity.get("ifindex") != index:
+        return False  # another link has the name: the journal's is gone
+    alias = identity.link_alias(entry.name)
+    if alias != entry.details["alias"]:
+        if entry.identity is None and not alias:
+            raise never_made(entry)  # made, its alias never set: cannot tell
+        raise Replaced(f"{what} is not the one recorded: ifalias {alias!r}")
+    entry.identity = {"ifindex": index}
+    return True
 
 
 def remove_link(entry: Entry, owner: Owner) -> None:
@@ -226,15 +278,14 @@ def zombie(pid: int) -> bool:
 
 
 def process_present(entry: Entry, owner: Owner) -> bool:
-    if entry.identity is not None:
-        pid = entry.identity["pid"]
-        return process_start(pid) == entry.identity["start"] and not zombie(pid)
-    if not entry.name or not owner.named(entry.name):
-        raise Unverifiable(f"a process was never recorded started, and has no name of its journal ({entry.name!r})")
-    pids = [pid for pid in with_argument(entry.name) if pid != os.getpid() and not zombie(pid)]
-    if pids:
-        entry.identity = {"pid": pids[0], "start": process_start(pids[0])}
-    return bool(pids)
+    if entry.identity is None:
+        if not entry.name or not [pid for pid in with_argument(entry.name) if pid != os.getpid() and not zombie(pid)]:
+            return False  # no live process bears its exact tag
+        raise never_made(entry)
+    pid = entry.identity.get("pid")
+    if not isinstance(pid, int) or (start := process_start(pid)) is None or zombie(pid):
+        return False
+    return proven(entry, {"start": start}, ("start",), f"process {pid}")
 
 
 def remove_process(entry: Entry, owner: Owner) -> None:

@@ -2,10 +2,12 @@
 
 Runs once per session, in the controller, before any check runs. A journal whose lock is free
 belongs to a process that is gone (nsconform.hygiene.journal); each object it lists and did not
-record removed is looked up as recorded (nsconform.hygiene.objects) and removed only if it is still
-that object. A journal that cannot be read, or lists an object that cannot be told for its own,
-is reported and left alone. A journal whose process lives (another run's, or a live worker of a
-killed controller) is never touched.
+record removed is looked up as recorded (nsconform.hygiene.objects) and removed only if it is proven
+still that object. A journal that cannot be read, or lists an object that cannot be told for its own,
+is reported and left alone (the journal kept, so that every later run says so again); an object found
+in the place of the journal's but not it is reported and left alone (the journal's is gone). Mounts
+are unmounted before the paths they are in: a directory is removed only once no mount is left in it.
+A journal whose process lives (another run's, or a live worker of a killed controller) is never touched.
 """
 
 from __future__ import annotations
@@ -43,8 +45,13 @@ def reap_journal(written: Written) -> list[str]:
             if objects.present(entry, owner):
                 objects.remove(entry, owner)
                 done.append(f"removed {what} (process {owner.pid}, run {written.header['run']})")
+        except objects.Replaced as e:
+            done.append(f"left alone: {what}: {e}")
         except objects.Unverifiable as e:
             done.append(f"left alone: {what}: {e}")
+            kept.append(entry)
+        except (KeyError, TypeError, ValueError) as e:  # an identity no nsconform writes
+            done.append(f"left alone: {what}: its recorded identity is unreadable ({type(e).__name__}: {e})")
             kept.append(entry)
         except OSError as e:
             done.append(f"could not remove {what}: {e}")

@@ -2,7 +2,9 @@
 
 - probe.py: the observations and actions a check asks for, and the line-delimited JSON protocol;
 - launcher.py: the native runtime, which builds the namespaces in the probe's own interpreter, then serves;
-- joiner.py: `--nsc-attach`, which joins a running process's namespaces, then serves.
+- joiner.py: `--nsc-attach`, which joins a running process's namespaces, then serves;
+- areas/*.py: the probe's observations and harmless actions for the hardening areas (nsconform.areas), one
+  module per area, sent with probe.py wherever it goes (their ops use its `op`, `libc`, `checked` ...).
 
 They run in a bare interpreter (`/usr/bin/python3 -I -S`), standard library only, from source sent over
 stdin: root inside a sandbox may map to a host uid that cannot read this package. `code` puts the
@@ -21,6 +23,8 @@ from nsconform.sandbox.errors import SandboxError
 
 HERE = Path(__file__).parent
 PARTS = ("probe", "launcher", "joiner")
+# The area modules, in a fixed order, sent right after probe.py (their names resolve against its globals).
+AREA_PARTS = tuple(sorted(path for path in (HERE / "areas").glob("*.py") if path.name != "__init__.py"))
 
 # The probe command's code. From stdin: a header line "HEXVERSION MARSHAL_LEN SOURCE_LEN", the code
 # compiled and marshalled by that interpreter version, then its source, compiled only where the
@@ -78,5 +82,6 @@ def code(*parts: str, main: str) -> str:
     if unknown:
         raise ValueError(f"no such in-sandbox module: {', '.join(sorted(unknown))}")
     table = f"NAMESPACES = {dict(CLONE_FLAGS)!r}\nSETNS_ORDER = {SETNS_ORDER!r}\n"
-    sources = [(HERE / f"{part}.py").read_text() for part in parts]
+    files = [path for part in parts for path in (HERE / f"{part}.py", *(AREA_PARTS if part == "probe" else ()))]
+    sources = [path.read_text() for path in files]
     return "\n".join([table, *sources, main]) + "\n"

@@ -28,9 +28,18 @@ and escape routes (docs/escapes.md), each a handle or view of the host's kept in
   host_sysfs    keep the host's sysfs in a new network+mount namespace
   host_mqueue   an mqueue filesystem of the host's IPC namespace mounted inside (in the private /dev/shm)
   host_cgroupfs keep the host's cgroup mounts in a new cgroup+mount namespace
+and escape routes by path, each reachable inside a new mount namespace (at LEAK_DIR, a tmpfs of its own):
+  ns_file_NS    the host's NS namespace file (/proc/self/ns/NS opened before the unshare) bound on LEAK_DIR/NS
+                (for mnt, a copy of the host's mount tree in a newer namespace: the kernel binds no older one)
+  keep_ns_files keep the namespace files the mount table inherited from the host (not detached)
+  host_proc_at  the host's proc bound on LEAK_DIR/proc, beside the fresh /proc
+  host_sysfs_at the host's sysfs bound on LEAK_DIR/sys, beside the fresh /sys
+  host_cgroupfs_at  the host's cgroup hierarchies bound on LEAK_DIR/cgroupN, beside the fresh ones
 
-Sound, the launcher hands over only its stdin, stdout and stderr, and gives a new mount namespace a fresh
-sysfs where the network namespace is new, and fresh cgroup mounts where the cgroup namespace is.
+Sound, the launcher hands over only its stdin, stdout and stderr, detaches the namespace files the host's
+mount table holds (named network namespaces, a container engine's netns files) from a new mount namespace,
+and gives a new mount namespace a fresh sysfs where the network namespace is new, and fresh cgroup mounts
+where the cgroup namespace is.
 
 A new time namespace gets TIME_OFFSET_S on its monotonic and boot-time clocks, written to
 /proc/self/timens_offsets between the unshare and the fork that makes its first member.
@@ -44,6 +53,8 @@ import os
 
 try:  # in the sandbox these names come from the probe's source, sent just before this one
     from nsconform.inside.probe import (
+        MNT_DETACH,
+        MS_BIND,
         MS_NODEV,
         MS_NOEXEC,
         MS_NOSUID,
@@ -57,6 +68,7 @@ try:  # in the sandbox these names come from the probe's source, sent just befor
         libc,
         loads,
         mount,
+        mounts_of,
         read_text,
         serve,
         set_uts,
@@ -70,6 +82,8 @@ PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 SIOCSIFFLAGS = 0x8914
 IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
 TIME_OFFSET_S = 7 * 86400  # a new time namespace's clocks run a week ahead of the host's
+LEAK_DIR = "/mnt"  # where the leaks by path are reachable inside (a tmpfs over the sandbox's copy of it)
+HOST_VIEWS_AT = (("host_proc_at", "/proc", "proc"), ("host_sysfs_at", "/sys", "sys"))  # leak, host's view, name
 
 
 def write_file(path, text):
@@ -195,6 +209,24 @@ def host_handles(leaks):
     return kept
 
 
+def detach_namespace_files():
+    """Where the host's mount table holds namespace files (named network namespaces, a container engine's netns
+    files), unshare a mount namespace of this process's own, make its tree private and detach every one of them:
+    the sandbox's mount namespace, made from this one next, has none. Before the sandbox's user namespace exists,
+    which would lock them (EINVAL); private first, so that no detach propagates to the host's mounts."""
+    points = [point for point, _, _ in mounts_of(("nsfs",))]
+    if not points:
+        return
+    checked(libc().unshare(NAMESPACES["mnt"]), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    for point in reversed(points):  # the last mounted on a point first (the copy has the same mounts)
+        try:
+            checked(libc().umount2(point.encode(), MNT_DETACH), f"umount {point}")
+        except OSError as e:  # EINVAL: covered by another mount, out of reach by its path (so it stays, evidence)
+            if e.errno != 22:
+                raise
+
+
 def mount_points(fstypes):
     """The mount point of each mount of one of `fstypes` here, with its superblock options (the last one mounted
     at a point: the one on top)."""
@@ -212,6 +244,8 @@ def fresh_cgroup_mounts():
     filesystem mounted from inside shows the namespace's root, not the host's hierarchy above it. A tmpfs goes
     between the two: the kernel refuses a filesystem on a mount point where it is mounted already (EBUSY)."""
     for point, (fstype, options) in mount_points(("cgroup", "cgroup2")).items():
+        if point.startswith(LEAK_DIR + "/"):
+            continue  # leak host_cgroupfs_at's
         data = ",".join(o for o in options.split(",") if o not in ("rw", "ro") and not o.startswith("release_agent"))
         mount("tmpfs", point, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0755")
         mount(fstype, point, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, data or None)
@@ -227,6 +261,59 @@ def host_mqueue(host_ipc):
         checked(libc().setns(own, NAMESPACES["ipc"]), "setns")
     finally:
         os.close(own)
+
+
+def leaks_by_path(leaks, ns_files):
+    """Leaks: the host's namespace files (`ns_files`: name -> fd, closed here) and filesystem instances, reachable
+    at LEAK_DIR (bound before the fresh instances are mounted over the host's)."""
+    binds = [(source, name) for leak, source, name in HOST_VIEWS_AT if leak in leaks]
+    if "host_cgroupfs_at" in leaks:
+        binds += [(point, f"cgroup{i}") for i, point in enumerate(sorted(mount_points(("cgroup", "cgroup2"))))]
+    if binds or ns_files:
+        mount("tmpfs", LEAK_DIR, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755")
+    for source, name in binds:
+        os.mkdir(f"{LEAK_DIR}/{name}")
+        mount(source, f"{LEAK_DIR}/{name}", None, MS_BIND)
+    for name, fd in sorted(ns_files.items()):
+        os.close(os.open(f"{LEAK_DIR}/{name}", os.O_CREAT | os.O_WRONLY, 0o600))
+        if name == "mnt":
+            bind_host_mount_tree(fd, f"{LEAK_DIR}/mnt")
+        else:
+            mount(f"/proc/self/fd/{fd}", f"{LEAK_DIR}/{name}", None, MS_BIND)
+        os.close(fd)
+
+
+def bind_host_mount_tree(host_mnt, target):
+    """Leak ns_file_mnt: the kernel binds no mount namespace file in a namespace as new or newer (the host's in the
+    sandbox's: EINVAL), so a child joins the host's mount namespace and unshares a copy of its tree, newer than the
+    sandbox's; its namespace file is bound on `target`, and the child exits."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            checked(libc().setns(host_mnt, NAMESPACES["mnt"]), "setns")
+            checked(libc().unshare(NAMESPACES["mnt"]), "unshare")
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(1, "leak ns_file_mnt: the child could not make a copy of the host's mount tree")
+        fd = os.open(f"/proc/{child}/ns/mnt", os.O_RDONLY)
+        try:
+            mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(child, 0)
 
 
 def mount_views(namespaces, leaks, kept, host_ipc):
@@ -258,8 +345,11 @@ def launch(config):
     libc().prctl(PR_SET_PDEATHSIG, 9)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the sandbox inherits its stdin, stdout and stderr only
     kept = host_handles(leaks)
+    ns_files = {leak[8:]: os.open(f"/proc/self/ns/{leak[8:]}", os.O_RDONLY) for leak in leaks if leak[:8] == "ns_file_"}
     host_ipc = os.open("/proc/self/ns/ipc", os.O_RDONLY) if "host_mqueue" in leaks else None
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY) if leaks & {"host_cwd", "host_root_dir"} else None
+    if "mnt" in namespaces and os.geteuid() == 0 and not leaks & {"keep_ns_files", "keep_propagation"}:
+        detach_namespace_files()  # rootless, the sandbox's user namespace comes first and locks them: refused there
     unshare_with_maps(config)
     libc().prctl(PR_SET_PDEATHSIG, 9)  # again: becoming root of a new user namespace cleared it
     if "time" in namespaces:
@@ -270,7 +360,10 @@ def launch(config):
         become_init()
     host_pid = identity()["nspid"][0]  # read through the host's /proc, before a fresh one hides it
     if "mnt" in namespaces:
+        leaks_by_path(leaks, ns_files)
         mount_views(namespaces, leaks, kept, host_ipc)
+    else:
+        kept += ns_files.values()  # no mount namespace to bind them in: they stay open (the inherited-handle class)
     if host_ipc is not None:
         os.close(host_ipc)
     if "uts" in namespaces and "rename_host" in leaks:

@@ -191,7 +191,7 @@ def sysvipc():
     found = {}
     for kind in ("shm", "sem", "msg"):
         rows = read_text("/proc/sysvipc/" + kind).splitlines()[1:]
-        found[kind] = sorted([int(r.split()[0]), int(r.split()[1])] for r in rows)
+        found[kind] = sorted([int(r.split()[0]) & 0xFFFFFFFF, int(r.split()[1])] for r in rows)  # key_t: printed signed
     return found
 
 
@@ -705,12 +705,20 @@ def mount_id(fd):
     return int(value) if value is not None else statx_mount_id(fd)
 
 
-def statx_mount_id(fd):
+def statx(fd, path, flags, mask):
+    """struct statx of `path` (relative to directory fd) as 32 unsigned 64-bit words: stx_mask in word 0's low
+    half, stx_ino word 4, stx_btime words 10-11, stx_dev words 17, stx_mnt_id word 18 (Python 3.11 has no
+    os.statx). Raises OSError, AttributeError for a C library without statx."""
     import ctypes
 
-    buf = (ctypes.c_uint64 * 32)()  # struct statx: 256 bytes, stx_mask first, stx_mnt_id at byte 144
+    buf = (ctypes.c_uint64 * 32)()  # struct statx: 256 bytes
+    checked(libc().statx(fd, path, flags, mask, buf), "statx")
+    return buf
+
+
+def statx_mount_id(fd):
     try:
-        checked(libc().statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID, buf), "statx")
+        buf = statx(fd, b"", AT_EMPTY_PATH, STATX_MNT_ID)
     except (OSError, AttributeError):  # AttributeError: a C library without statx
         return None
     return buf[144 // 8] if buf[0] & STATX_MNT_ID else None
@@ -914,32 +922,141 @@ def cwd_and_root():
     return seen
 
 
-@op
-def list_dir(path):
-    """The filesystem at directory `path` and the names it lists."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+NS_GET_USERNS, NS_GET_PARENT = 0xB701, 0xB702  # ioctl_ns(2)
+
+
+def owners(fd):
+    """The user namespaces that own nsfs handle fd, nearest first, as [device, inode] (the owner, its parent ...),
+    as far as this process may see them (NS_GET_USERNS and NS_GET_PARENT refuse one outside its own: EPERM)."""
+    import fcntl
+
+    chain = []
     try:
-        return {"fs": fs_name(fd), "names": sorted(os.listdir(fd))}
-    finally:
-        os.close(fd)
+        up = fcntl.ioctl(fd, NS_GET_USERNS)
+        while True:
+            st = os.fstat(up)
+            chain.append([st.st_dev, st.st_ino])
+            try:
+                parent = fcntl.ioctl(up, NS_GET_PARENT)
+            finally:
+                os.close(up)
+            up = parent
+    except OSError:
+        return chain
+
+
+def mounts_of(fstypes):
+    """(mount point, fs type, root within its filesystem) of each mount here of one of `fstypes`, in mount order
+    (mountinfo's root field: `/` for a whole filesystem, `/sys` for a bind of a subtree, `net:[N]` for nsfs)."""
+    found = []
+    for line in read_text("/proc/self/mountinfo").splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if tail.split()[0] in fstypes:
+            found.append((unescape(fields[4]), tail.split()[0], unescape(fields[3])))
+    return found
+
+
+def open_mount(point, flags, facts):
+    """An fd of what is mounted on `point`, or None with `facts["open"]` saying why it could not be opened."""
+    try:
+        return os.open(point, flags | os.O_CLOEXEC)
+    except OSError as e:
+        facts["open"] = errno_name(e)
+        return None
 
 
 @op
-def cgroup_views():
-    """[mount point, fs, whether its top cgroup holds this process] per cgroup filesystem reachable here."""
-    views = []
-    for point in sorted({row[2] for row in mountinfo() if row[3] in ("cgroup", "cgroup2")}):
-        try:
-            fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:  # under something mounted over it
+def namespace_files():
+    """Every nsfs mount of this mount namespace (a namespace file bound on a path, as `ip netns add` or a volume
+    of /run/netns makes), opened by its path and examined as an inherited nsfs handle: whose namespace, whether
+    it is this process's own, where setns on it lands (in a throwaway child), and the user namespaces that own it.
+    Its type comes from mountinfo's root field (`net:[4026531840]`); one that another mount covers, or that
+    cannot be opened, is reported with `open` saying why."""
+    points = {}
+    for point, _, root in mounts_of(("nsfs",)):
+        points.setdefault(point, []).append(root)
+    found = []
+    for point, roots in sorted(points.items()):
+        found += [{"path": point, "link": r, "nstype": r.partition(":")[0], "open": "covered"} for r in roots[:-1]]
+        facts = {"path": point, "link": roots[-1], "nstype": roots[-1].partition(":")[0]}
+        found.append(facts)
+        fd = open_mount(point, os.O_RDONLY | os.O_NOFOLLOW, facts)
+        if fd is None:
             continue
         try:
-            fs = fs_name(fd)
-            if fs in ("cgroup", "cgroup2"):
-                views.append([point, fs, lists_probe(fd)])
+            if fs_name(fd) != "nsfs":
+                facts["open"] = "covered"
+                continue
+            st = os.fstat(fd)
+            facts["ns"] = [st.st_dev, st.st_ino]
+            examine_nsfs(fd, facts)
+            facts["owners"] = owners(fd)
         finally:
             os.close(fd)
-    return views
+    return found
+
+
+@op
+def fs_instances(fstypes, queue=""):
+    """Every mount here of one of `fstypes`, and whether its instance shows this process's own namespace: a proc
+    names this process in `self` as its PID namespace numbers it, a sysfs lists in class/net the links this
+    network namespace has, an mqueue lists `queue` (made in this IPC namespace by the caller), a cgroup
+    filesystem's top cgroup holds this process (its cgroup namespace root; mountinfo shows a cgroup mount's root
+    relative to it, so one that begins `/..` lies above it). A bind of a subtree of a proc or sysfs (a runtime's
+    masked /proc/sys) is its instance's (the same device) where that instance is mounted whole here too; else
+    what it shows cannot be told, and it is reported with `open` saying so, as a mount that another covers or
+    that cannot be opened is."""
+    seen, whole, parts = [], {}, []
+    top = {point: (fstype, root) for point, fstype, root in mounts_of(fstypes)}  # the last mounted on a point
+    for point, (fstype, root) in sorted(top.items()):
+        facts = {"path": point}
+        seen.append(facts)
+        fd = open_mount(point, os.O_RDONLY | os.O_DIRECTORY, facts)
+        if fd is None:
+            continue
+        try:
+            facts["fs"] = fs_name(fd)
+            if facts["fs"][:1] == "E":  # fstatfs refused (ENOSYS in gVisor): the mount table's word for it
+                facts["fs"] = fstype
+            if facts["fs"] not in fstypes:
+                facts["open"] = "covered"
+            elif facts["fs"] in ("cgroup", "cgroup2") and root != "/":  # relative to this cgroup namespace's root
+                facts.update(shows=f"cgroup {root}", own=not root.startswith("/.."))
+            elif root != "/":
+                parts.append((facts, os.fstat(fd).st_dev, root))
+            else:
+                show_instance(fd, point, facts, queue)
+                whole[os.fstat(fd).st_dev] = facts
+        finally:
+            os.close(fd)
+    for facts, dev, root in parts:
+        if dev in whole:
+            facts.update(own=whole[dev].get("own"), shows=f"subtree {root} of the instance at {whole[dev]['path']}")
+        else:
+            facts["open"] = f"subtree {root} of an instance not mounted whole here"
+    return seen
+
+
+def show_instance(fd, point, facts, queue):
+    """What the whole filesystem at fd (mounted on `point`) shows of this process's namespaces (fs_instances)."""
+    if facts["fs"] == "proc":
+        try:
+            facts["shows"] = os.readlink("self", dir_fd=fd)
+        except OSError:  # this process is no member of that proc's PID namespace
+            facts["shows"] = ""
+        facts["own"] = facts["shows"] == str(os.getpid())
+    elif facts["fs"] == "sysfs":
+        try:
+            facts["shows"] = sorted(os.listdir(f"{point}/class/net"))
+            facts["own"] = facts["shows"] == sorted(name for _, name, _ in links())
+        except OSError as e:
+            facts["open"] = errno_name(e)
+    elif facts["fs"] == "mqueue":
+        facts["shows"] = sorted(os.listdir(fd))
+        facts["own"] = queue in facts["shows"]
+    else:
+        facts["own"] = lists_probe(fd)
 
 
 # -- the loop -----------------------------------------------------------------------------------

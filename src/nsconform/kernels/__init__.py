@@ -24,13 +24,13 @@ from typing import Any
 
 from nsconform.distros import roots
 from nsconform.hygiene import reaper
+from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
 from nsconform.report import merge
-from nsconform.report.writing import VIEWS, ReportDirError, check_writable, write_atomic
-from nsconform.settings import PREFIX
+from nsconform.report.writing import VIEWS, ReportDirError, ReportWriteError, check_writable, write_set
+from nsconform.settings import PREFIX, option
 
-LIMIT_OPTION = "--kernel-timeout"
-DEFAULT_LIMIT_S = 3600.0
+LIMIT = option("kernel-timeout")
 LOG = "console.log"  # beside each entry's reports: the run's whole output
 # A probe's time to answer in a VM on TCG, where --probe-timeout is not given: QEMU's emulator is some 20 times
 # slower than the host, and a runtime's start (runc's re-exec of itself) took over 10 s on a busy machine.
@@ -101,24 +101,6 @@ def runtimes_of(values: list[str]) -> list[Runtime]:
     return [Runtime(value, name) for value, name in zip(values, names, strict=True)]
 
 
-def take_limit(suite_args: list[str]) -> tuple[float, list[str]]:
-    """--kernel-timeout S (or =S), the wall-clock limit of each kernel's run, taken out of the suite's args."""
-    limit = DEFAULT_LIMIT_S
-    rest: list[str] = []
-    args = iter(suite_args)
-    for arg in args:
-        name, eq, value = arg.partition("=")
-        if name != LIMIT_OPTION:
-            rest.append(arg)
-            continue
-        value = value if eq else next(args, "")
-        try:
-            limit = float(value)
-        except ValueError:
-            raise EntryError(f"{LIMIT_OPTION} needs a number of seconds, not {value!r}") from None
-    return limit, rest
-
-
 def suite_command(suite_args: list[str], python: list[str] | None = None) -> list[str]:
     """The suite as `python` (by default this Python) runs it, its progress counted (console_output_style=count,
     unbuffered); `suite_args` name the report directory (Runtime.args)."""
@@ -140,12 +122,17 @@ class Audit:
     """One audit: the entries in turn, each with every runtime, then the matrix."""
 
     def __init__(
-        self, suite_args: list[str], report_dir: Path, limit_s: float, runtimes: list[Runtime], refresh: bool = False
+        self,
+        suite_args: list[str],
+        report_dir: Path,
+        limit_s: float,
+        runtimes: list[Runtime] | None = None,
+        refresh: bool = False,
     ) -> None:
         self.suite_args = suite_args
         self.report_dir = report_dir
         self.limit_s = limit_s
-        self.runtimes = runtimes
+        self.runtimes = runtimes or runtimes_of([])
         self.refresh = refresh  # --refresh: rebuild each release's root
         self.kvm: bool | None = None  # decided by trying, at the first VM
         self.vm_args: list[str] = []  # what the suite is given in a VM alone
@@ -279,10 +266,12 @@ class Audit:
         boot_limit_s = vm.BOOT_LIMIT_S if pidns else None
         ended = runner.run(argv, out / LOG, self.limit_s, progress, env=env, pidns=pidns, boot_limit_s=boot_limit_s)
         took = f"{time.monotonic() - started:.0f} s"
+        if pidns and (missing := vm.script_channel_missing(out / LOG)):
+            return f"{missing}; see {out / LOG}"
         if ended.stopped == "boot":
             return f"did not boot within {vm.BOOT_LIMIT_S:.0f} s, see {out / LOG}"
         if ended.stopped == "limit":
-            return f"stopped at the wall-clock limit ({self.limit_s:.0f} s; {LIMIT_OPTION}), see {out / LOG}"
+            return f"stopped at the wall-clock limit ({self.limit_s:.0f} s; --{LIMIT.name}), see {out / LOG}"
         runs = [r.directory for r in self.runtimes] if pidns else [""]  # a VM runs them all, the host one
         if not any((out / run / "conformance.json").is_file() for run in runs):
             last = ended.tail[-1] if ended.tail else "no output"
@@ -304,17 +293,19 @@ def run(
     entries: list[str] | None,
     suite_args: list[str],
     report_dir: Path,
+    limit: str | float | None = None,
     *,
     runtimes: list[str] | None = None,
     distros: bool = False,
     refresh: bool = False,
 ) -> int:
-    """Each entry's runs (`entries` None: the host's alone, for several runtimes), then the merged matrix; 0 when
-    every run has a report and no verdict is violated or error, else 1. What dead runs left is reaped first."""
+    """Each entry's runs (`entries` None: the host's alone, for several runtimes; each VM or host run stopped after
+    `limit` seconds, by default --kernel-timeout's), then the merged matrix; 0 when every run has a report and
+    no verdict is violated or error, else 1. What dead runs left is reaped first."""
     what = "--distros" if distros else "--kernels"
     try:
-        limit_s, suite_args = take_limit(suite_args)
-    except EntryError as e:
+        limit_s = seconds(f"--{LIMIT.name}", LIMIT.default if limit is None else limit, KERNEL_TIMEOUT_S)
+    except InputError as e:
         print(f"nsconform: {e}", file=sys.stderr)
         return 4
     if entries is not None and not entries:
@@ -336,8 +327,13 @@ def run(
         print(f"nsconform: {what} interrupted", file=sys.stderr)
         return 130
     if columns:
-        write_atomic(report_dir / "matrix.html", merge.render_html(columns))
-        write_atomic(report_dir / "matrix.md", merge.render_markdown(columns))
+        try:
+            write_set(
+                report_dir, {"matrix.html": merge.render_html(columns), "matrix.md": merge.render_markdown(columns)}
+            )
+        except ReportWriteError as e:
+            print(f"nsconform: {e}", file=sys.stderr)
+            return 4
         print(
             f"nsconform: compatibility matrix of {len(columns)} run(s): {report_dir / 'matrix.html'}, "
             f"{report_dir / 'matrix.md'}",

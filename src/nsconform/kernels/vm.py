@@ -34,6 +34,8 @@ GUEST_IN = "/run/nsconform/in"
 SCRIPT = "run.sh"
 BOOT_LIMIT_S = 600.0  # from vng's start to the VM's first line: a TCG boot takes 15-60 s on 2 cores
 TCG = "the VMs run on TCG, QEMU's emulator (slow)"
+# virtme-ng's guest init, where the host's root has no udevd: it cannot find the script's virtio ports
+NO_SCRIPT_CHANNEL = ("cannot find script I/O ports", "unable to find udevd")
 
 
 class VMError(RuntimeError):
@@ -169,6 +171,7 @@ def command(
         (brought / SCRIPT).write_text(script + "\n")
         argv += ["--rodir", f"{GUEST_IN}={brought}"]
         script = f"exec bash {GUEST_IN}/{SCRIPT}"
+    argv.append("--verbose")  # the VM's console (the kernel's and its init's lines) beside the script's output
     argv += ["--memory", MEMORY, "--rwdir", f"{GUEST_OUT}={out}"]
     if not kvm:
         argv.append("--disable-kvm")
@@ -177,6 +180,25 @@ def command(
     if kernel.boot is not None:
         argv += ["--rodir", f"/boot={kernel.boot}"]
     return [*argv, "--exec", script]
+
+
+def script_channel_missing(log: Path) -> str | None:
+    """What the VM's init said if it found no script channel (virtio-serial ports), after which the script's
+    output and exit status are lost; None if it did not say so."""
+    said = []
+    with log.open("rb") as f:
+        for raw in f:
+            line = raw.decode(errors="replace").strip()
+            if any(marker in line for marker in NO_SCRIPT_CHANNEL):
+                said.append(line)
+    if not any(NO_SCRIPT_CHANNEL[0] in line for line in said):
+        return None
+    return (
+        "the VM's script channel is missing, so the suite's output and exit status are lost: the guest said "
+        + "; ".join(f"'{line}'" for line in dict.fromkeys(said))
+        + ". virtme-ng's guest init finds its script ports through udev on the host's root: "
+        "apt-get install udev (install.sh installs it)"
+    )
 
 
 def kvm_works(found: Tools, kernel: Image, say: Callable[[str], None]) -> bool:

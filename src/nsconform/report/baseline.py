@@ -1,8 +1,10 @@
 """--nsc-baseline: compare a run's results with an earlier conformance.json.
 
 A regression is a result that passed in the baseline and now fails, errors or is missing; an
-improvement is one that failed, errored or was skipped there and now passes. Results are matched
-by check and combination, so a baseline from another checkout or rootdir still matches.
+improvement is one that failed, errored or was skipped there and now passes. A pass that is now a skip
+(a check that finds nothing to examine is skipped, never passed) is neither: the comparison counts them.
+Results are matched by check and combination, so a baseline from another checkout or rootdir still matches,
+and a check renamed since (RENAMED) is matched under its new name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from nsconform.report.conformance import load_report
 from nsconform.report.results import Result, label
 
 MISSING = "missing"
+# Checks renamed since: old name -> new name (the filesystem-instance checks of each namespace, one shape)
+RENAMED = {
+    "net.sysfs_shows_own_links": "net.fs_instances_own",
+    "ipc.mqueue_mounts_own": "ipc.fs_instances_own",
+    "cgroup.cgroupfs_shows_own_hierarchy": "cgroup.fs_instances_own",
+}
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,14 @@ class Comparison:
     baseline: str
     regressions: list[Change]
     improvements: list[Change]
+    now_skipped: int = 0  # passed in the baseline, skipped now: no regression
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.baseline,
             "regressions": [asdict(c) for c in self.regressions],
             "improvements": [asdict(c) for c in self.improvements],
+            "now_skipped": self.now_skipped,
         }
 
 
@@ -59,24 +69,29 @@ class Baseline:
 
     def compare(self, results: Iterable[Result]) -> Comparison:
         now = {key(r.to_json()): r for r in results}
-        regressions, improvements = [], []
+        regressions, improvements, now_skipped = [], [], 0
         for k, before in self.results.items():
             after = now.get(k)
             outcome = after.outcome if after else MISSING
+            now_skipped += before["outcome"] == "passed" and outcome == "skipped"
             if before["outcome"] == "passed" and outcome in ("failed", "error", MISSING):
                 reason = after.reason if after else "no such result in this run"
                 regressions.append(change(before, outcome, reason))
             elif before["outcome"] != "passed" and outcome == "passed":
                 improvements.append(change(before, outcome, f"was: {before.get('reason', '')}"))
-        return Comparison(str(self.path), sorted(regressions, key=order), sorted(improvements, key=order))
+        return Comparison(str(self.path), sorted(regressions, key=order), sorted(improvements, key=order), now_skipped)
 
 
 def change(before: dict[str, Any], now: str, reason: str) -> Change:
-    return Change(before["check"], sorted(before["combination"]), before["outcome"], now, reason)
+    return Change(named(before), sorted(before["combination"]), before["outcome"], now, reason)
+
+
+def named(result: dict[str, Any]) -> str:
+    return RENAMED.get(result["check"], result["check"])
 
 
 def key(result: dict[str, Any]) -> tuple[str, str]:
-    return result["check"], combo_id(result["combination"])
+    return named(result), combo_id(result["combination"])
 
 
 def order(change: Change) -> tuple[str, int, list[str]]:

@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nsconform.inputs import REPORT_BYTES, InputError, read_limited
 from nsconform.report.hostfacts import host_facts, runtime_version
 from nsconform.report.results import Result, summarize
 from nsconform.report.schema import SchemaError, validate
+from nsconform.runtimes.runtime import declared_hardening
 
 if TYPE_CHECKING:
     from nsconform.report.baseline import Comparison
@@ -40,6 +42,9 @@ def describe_runtime(runtime: Any) -> dict[str, Any]:
     attach = getattr(runtime, "attach", None)
     if attach is not None:
         described["attach"] = attach
+    declared = declared_hardening(runtime).to_json()
+    if declared:
+        described["hardening_declared"] = declared
     return described
 
 
@@ -49,6 +54,7 @@ def document(
     results: list[Result],
     namespaces: Iterable[str],
     started: str,
+    areas: Iterable[str] = (),
     duration_s: float,
     checks: dict[str, str] | None = None,
     comparison: Comparison | None = None,
@@ -60,7 +66,7 @@ def document(
         "started": started,
         "duration_s": round(duration_s, 3),
         "results": [r.to_json() for r in results],
-        "summary": summarize(results, namespaces),
+        "summary": summarize(results, namespaces, areas),
         "checks": dict(sorted((checks or {}).items())),
     }
     if comparison is not None:
@@ -71,8 +77,10 @@ def document(
 def load_report(path: Path, *, what: str = "report") -> dict[str, Any]:
     """A conformance.json read back and checked, or ReportError saying what is wrong with it."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as e:
+        doc = json.loads(read_limited(Path(path), REPORT_BYTES, what))
+    except InputError as e:
+        raise ReportError(str(e)) from None
+    except UnicodeDecodeError as e:
         raise ReportError(f"{what} {path}: cannot read it: {e}") from None
     except json.JSONDecodeError as e:
         raise ReportError(f"{what} {path}: not JSON ({e})") from None

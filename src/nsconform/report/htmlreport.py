@@ -1,7 +1,9 @@
 """conformance.html: the namespace x check matrix a person reads at a glance, in one self-contained page.
 
-Rows are the checks, grouped by namespace under their verdict; columns are the combinations (the
-dots above say which namespaces each isolates); each cell is one result, coloured by outcome.
+Rows are the checks, grouped by namespace under their verdict; columns are the combinations, each
+labelled by an abbreviation of the namespaces it isolates (its full name on hover; the dots above show
+the same); each cell is one result, coloured by outcome. The verdict boxes name their failing checks,
+linked to their rows; the matrix fits a 1280-pixel window for the six default namespaces.
 Hovering a cell shows its reason; clicking it shows its evidence (the page's only script reads the
 results from a JSON block). Below: regressions against a baseline, every failure and error with
 its evidence (readable without the script), skipped results by reason, the runtime and host facts.
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nsconform.namespaces import ALL, combo_id
+from nsconform.areas import ALL as AREAS
+from nsconform.namespaces import ALL, NONE, combo_id
 from nsconform.report.hostfacts import fact_rows
 from nsconform.report.page import GLYPHS, chips, esc, facts_table, json_block, legend, multiline, page
 from nsconform.report.results import (
@@ -27,10 +30,14 @@ from nsconform.report.results import (
     problems,
     runtime_label,
     skipped_by_reason,
+    subject,
     tally,
 )
 
 MAX_DETAILED = 500
+# A column's label: one letter per namespace it isolates (user upper case, apart from uts).
+ABBREVIATIONS = {"uts": "u", "pid": "p", "mnt": "m", "ipc": "i", "net": "n", "user": "U", "cgroup": "c", "time": "t"}
+SHIPPED = "shipped"  # the column of the hardening areas' results: the runtime's as-shipped sandbox
 TITLE_EVIDENCE = 6
 
 SCRIPT = r""""use strict";
@@ -38,7 +45,8 @@ const results = JSON.parse(document.getElementById("nsconform-results").textCont
 const panel = document.getElementById("detail");
 function show(i) {
   const r = results[i];
-  document.getElementById("d-title").textContent = r.check + " [" + (r.combination.join("+") || "none") + "]";
+  const where = r.area ? "shipped" : r.combination === null ? "n/a" : r.combination.join("+") || "none";
+  document.getElementById("d-title").textContent = r.check + " [" + where + "]";
   document.getElementById("d-meta").textContent = r.outcome + " (expected " + r.expected + "): " + r.id;
   const reason = document.getElementById("d-reason");
   reason.textContent = r.reason;
@@ -75,24 +83,30 @@ def render(doc: dict[str, Any]) -> str:
     verdict = overall(summary)
     runtime = runtime_label(doc["runtime"])
     counts = {o: sum(1 for r in results if r["outcome"] == o) for o in GLYPHS}
+    failing = failing_checks(results)
     body = [
-        f"<h1>nsconform: {esc(runtime)} on {esc(host.get('hostname'))}</h1>",
+        f"<h1>nsconform: {esc(doc['runtime'].get('name', '?'))} on {esc(host.get('hostname'))}</h1>",
+        f'<p class="sub">runtime: {esc(runtime)}</p>',
         f'<p class="sub">kernel {esc(host.get("kernel"))} ({esc(host.get("machine"))}), '
         f"{esc(host.get('distro'))} &middot; started {esc(doc.get('started'))} &middot; "
         f"{float(doc.get('duration_s', 0)):.1f} s &middot; {len(results)} results: "
         + ", ".join(tally(n, o) for o, n in counts.items() if n)
         + "</p>",
         chips(
-            [(verdict, f"overall: {verdict}", runtime)]
-            + [(entry["verdict"], f"{ns}: {entry['verdict']}", with_basis(entry)) for ns, entry in summary.items()]
+            [(verdict, f"overall: {verdict}", overall_detail(summary), [])]
+            + [
+                (entry["verdict"], f"{ns}: {entry['verdict']}", with_basis(entry), failing.get(ns, []))
+                for ns, entry in summary.items()
+            ]
         ),
     ]
     body += [
         "<h2>Matrix</h2>",
         legend(
             ["passed", "failed", "error", "skipped"],
-            "hover a cell for its reason, click it for its evidence; a dark ring marks a regression; "
-            "the dots above a column show which namespaces its sandbox isolates",
+            "hover a cell for its reason, click it for its evidence; a dark ring marks a regression; a column's "
+            f"label names the namespaces its sandbox isolates ({key_text(axis(doc))}; hover it for the full "
+            "name), as do the dots above it",
         ),
         matrix(doc),
     ]
@@ -110,6 +124,37 @@ def render(doc: dict[str, Any]) -> str:
     ]
     title = f"nsconform {verdict}: {esc(runtime)} on {esc(host.get('hostname'))}"
     return page(title, body, SCRIPT)
+
+
+def failing_checks(results: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The checks of each namespace with a failed or errored result."""
+    found: dict[str, set[str]] = {}
+    for r in problems(results):
+        found.setdefault(r["namespace"], set()).add(r["check"])
+    return {ns: sorted(checks) for ns, checks in found.items()}
+
+
+def overall_detail(summary: dict[str, Any]) -> str:
+    """The overall box's line: how many namespaces have each verdict."""
+    verdicts: dict[str, int] = {}
+    for entry in summary.values():
+        verdicts[entry["verdict"]] = verdicts.get(entry["verdict"], 0) + 1
+    return ", ".join(f"{n} {verdict}" for verdict, n in verdicts.items()) or "no namespace"
+
+
+def row_id(check: str) -> str:
+    """The anchor of a check's row in the matrix."""
+    return "check-" + check
+
+
+def abbreviation(combination: tuple[str, ...], names: list[str]) -> str:
+    """A combination's column label: one letter per namespace it isolates, in the axis's order; `none`."""
+    letters = [ABBREVIATIONS.get(ns, ns) for ns in names if ns in combination]
+    return "".join(letters) or NONE
+
+
+def key_text(names: list[str]) -> str:
+    return ", ".join(f"{ABBREVIATIONS.get(ns, ns)} {ns}" for ns in names)
 
 
 def with_basis(entry: dict[str, Any]) -> str:
@@ -139,25 +184,45 @@ def counts_text(entry: dict[str, Any]) -> str:
     )
 
 
-def axis(doc: dict[str, Any], combos: list[tuple[str, ...]]) -> list[str]:
-    """The namespaces the columns vary over, in the kernel's order."""
-    names = set(doc["summary"]) | {ns for combo in combos for ns in combo}
+def axis(doc: dict[str, Any]) -> list[str]:
+    """The namespaces the columns vary over, in the kernel's order (the hardening areas are rows, not axes)."""
+    names = (set(doc["summary"]) - set(AREAS)) | {
+        ns for r in doc["results"] if not r.get("area") for ns in r["combination"] or ()
+    }
     return [ns for ns in ALL if ns in names] + sorted(names - set(ALL))
+
+
+def column(r: dict[str, Any]) -> str:
+    """A result's column: its combination, or `shipped` for a hardening area's (the runtime's as-shipped sandbox)."""
+    return SHIPPED if r.get("area") else combo_id(r["combination"])
 
 
 def matrix(doc: dict[str, Any]) -> str:
     results = doc["results"]
-    combos = sorted({tuple(sorted(r["combination"])) for r in results}, key=lambda c: (len(c), c))
-    # columns are grouped by how many namespaces they isolate; a gap starts each group
+    applied = [r["combination"] for r in results if r["combination"] is not None and not r.get("area")]  # n/a: none
+    combos = sorted({tuple(sorted(c)) for c in applied}, key=lambda c: (len(c), c))
+    shipped = next((tuple(sorted(r["combination"])) for r in results if r.get("area")), None)
+    names = axis(doc)
+    # columns are grouped by how many namespaces they isolate; a gap starts each group, and the as-shipped column
+    ids = [combo_id(c) for c in combos]
     gap = ["g" if i and len(c) != len(combos[i - 1]) else "" for i, c in enumerate(combos)]
-    cell = {(r["check"], combo_id(r["combination"])): i for i, r in enumerate(results)}
+    if shipped is not None:
+        combos, ids, gap = [*combos, shipped], [*ids, SHIPPED], [*gap, "g"]
+    cell = {(r["check"], column(r)): i for i, r in enumerate(results)}
     regressed = {label(c) for c in doc.get("baseline", {}).get("regressions", [])}
     guarantees = doc.get("checks", {})
-    rows = []
-    for ns in axis(doc, combos):
+    labels = "".join(
+        f'<th class="c {g}" title="{esc(combo_id(c))}"><span>{esc(abbreviation(c, names))}</span></th>'
+        if key != SHIPPED
+        else f'<th class="c {g}" title="{esc("as shipped: " + combo_id(c))}"><span>{SHIPPED}</span></th>'
+        for c, key, g in zip(combos, ids, gap, strict=True)
+    )
+    rows = [f'<tr><th class="axis">isolates</th>{labels}</tr>']
+    for ns in names:
         dots = "".join(
-            f'<td class="dot {g}" title="{esc(combo_id(c))}"><span class="{"on" if ns in c else "off"}"></span></td>'
-            for c, g in zip(combos, gap, strict=True)
+            f'<td class="dot {g}" title="{esc(combo_id(c) if key != SHIPPED else "as shipped: " + combo_id(c))}">'
+            f'<span class="{"on" if ns in c else "off"}"></span></td>'
+            for c, key, g in zip(combos, ids, gap, strict=True)
         )
         rows.append(f'<tr><th class="axis">{esc(ns)} isolated</th>{dots}</tr>')
     for ns, checks in namespaces_and_checks(doc).items():
@@ -168,8 +233,8 @@ def matrix(doc: dict[str, Any]) -> str:
         )
         for check in checks:
             cells = []
-            for c, g in zip(combos, gap, strict=True):
-                i = cell.get((check, combo_id(c)))
+            for key, g in zip(ids, gap, strict=True):
+                i = cell.get((check, key))
                 if i is None:
                     cells.append(f'<td class="k {g}"><span class="na" title="does not apply"></span></td>')
                     continue
@@ -180,15 +245,15 @@ def matrix(doc: dict[str, Any]) -> str:
                     f'title="{cell_title(r)}">{GLYPHS.get(r["outcome"], "?")}</span></td>'
                 )
             head = f'<th class="check mono" title="{esc(guarantees.get(check, ""))}">{esc(check)}</th>'
-            rows.append(f"<tr>{head}{''.join(cells)}</tr>")
+            rows.append(f'<tr id="{esc(row_id(check))}">{head}{"".join(cells)}</tr>')
     return '<div class="scroll"><table class="m">' + "\n".join(rows) + "</table></div>"
 
 
 def namespaces_and_checks(doc: dict[str, Any]) -> dict[str, list[str]]:
-    """The checks of each namespace with results, namespaces in the summary's order."""
+    """The checks of each namespace (and hardening area) with results, in the summary's order."""
     found: dict[str, set[str]] = {}
     for r in doc["results"]:
-        found.setdefault(r["namespace"], set()).add(r["check"])
+        found.setdefault(subject(r), set()).add(r["check"])
     order = [*doc["summary"], *sorted(set(found) - set(doc["summary"]))]
     return {ns: sorted(found[ns]) for ns in order if ns in found}
 
@@ -209,7 +274,8 @@ def baseline_section(baseline: dict[str, Any]) -> list[str]:
         f"<h2>Against the baseline: {plural(len(regressions), 'regression')}, "
         f"{plural(len(improvements), 'improvement')}</h2>",
         f'<p class="sub">baseline <code>{esc(baseline["file"])}</code>; a regression passed there and now fails, '
-        "errors or is missing</p>",
+        f"errors or is missing; {baseline.get('now_skipped', 0)} passed there and are skipped now (nothing to "
+        "examine): no regression</p>",
     ]
     for title, changed in (("Regressions", regressions), ("Improvements", improvements)):
         rows = []
@@ -253,7 +319,7 @@ def failure_section(results: list[dict[str, Any]], guarantees: dict[str, str]) -
             evidence = "\n".join(evidence_lines(r.get("evidence", {})))
             parts.append(
                 f'<details{" open" if r is group[0] else ""}><summary><span class="mono">'
-                f"[{esc(combo_id(r['combination']))}]</span> {esc(r['outcome'])} (expected {esc(r['expected'])})"
+                f"[{esc(column(r))}]</span> {esc(r['outcome'])} (expected {esc(r['expected'])})"
                 f"</summary><pre>{multiline(r.get('reason', ''))}</pre>"
                 + (f"<pre>{multiline(evidence)}</pre>" if evidence else "")
                 + f'<p class="sub mono">{esc(r.get("id", ""))}</p></details>'

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from nsconform.report.hostfacts import fact_rows
-from nsconform.report.results import evidence_lines, label
+from nsconform.report.results import evidence_lines, label, subject
 
 # Everything outside XML 1.0's Char production (control characters, lone surrogates, U+FFFE/FFFF).
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -65,7 +65,7 @@ def render(doc: dict[str, Any]) -> str:
         element(properties, "property", name=key, value=value)
     for r in results:
         case = element(
-            suite, "testcase", classname=f"nsconform.{r['namespace']}", name=label(r), time=seconds(r.get("duration_s"))
+            suite, "testcase", classname=f"nsconform.{subject(r)}", name=label(r), time=seconds(r.get("duration_s"))
         )
         if r["outcome"] in TAGS:
             reason = r.get("reason", "")

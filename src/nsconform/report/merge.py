@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import ALL, combo_id
 from nsconform.report.conformance import ReportError, load_report
 from nsconform.report.hostfacts import fact_rows
 from nsconform.report.markdown import code, icon, table, text
 from nsconform.report.page import esc, legend, page
-from nsconform.report.results import plain, runtime_label
-from nsconform.report.writing import ReportDirError, check_writable, write_atomic
+from nsconform.report.results import plain, runtime_label, subject
+from nsconform.report.writing import ReportDirError, ReportWriteError, check_writable, write_set
 
 NOT_RUN = "none"
 STATES = ("failed", "error", "passed", "skipped")  # a cell takes the first state any result has
@@ -80,16 +81,16 @@ def cell(results: list[dict[str, Any]]) -> Cell:
 
 
 def grid(columns: list[Host]) -> dict[str, dict[str, list[Cell]]]:
-    """namespace -> check -> one Cell per host, namespaces in the kernel's order."""
+    """namespace (or area) -> check -> one Cell per host, namespaces in the kernel's order, then the areas."""
     found: dict[str, set[str]] = {}
     per_host: list[dict[str, list[dict[str, Any]]]] = []
     for host in columns:
         by_check: dict[str, list[dict[str, Any]]] = {}
         for r in host.doc["results"]:
-            found.setdefault(str(r.get("namespace", r["check"].split(".", 1)[0])), set()).add(r["check"])
+            found.setdefault(subject(r), set()).add(r["check"])
             by_check.setdefault(r["check"], []).append(r)
         per_host.append(by_check)
-    order = [ns for ns in ALL if ns in found] + sorted(set(found) - set(ALL))
+    order = [name for name in (*ALL, *AREAS) if name in found] + sorted(set(found) - set(ALL) - set(AREAS))
     return {ns: {check: [cell(h.get(check, [])) for h in per_host] for check in sorted(found[ns])} for ns in order}
 
 
@@ -216,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         columns = hosts([(str(p), load_report(p)) for p in paths])
     except (ReportError, ReportDirError) as e:
         parser.error(str(e))
-    write_atomic(args.out_dir / "matrix.html", render_html(columns))
-    write_atomic(args.out_dir / "matrix.md", render_markdown(columns))
+    try:
+        write_set(args.out_dir, {"matrix.html": render_html(columns), "matrix.md": render_markdown(columns)})
+    except ReportWriteError as e:
+        parser.exit(4, f"nsconform-merge: {e}\n")
     for name in FILES:
         print(args.out_dir / name)
     return 0

@@ -42,7 +42,8 @@ pre { background: #f6f8fa; border: 1px solid #d1d9e0; border-radius: 6px; paddin
       word-break: break-all; margin: 4px 0; }
 .chips { display: flex; flex-wrap: wrap; gap: 8px; margin: 8px 0 4px; }
 .chip { border-radius: 6px; padding: 6px 12px; color: #fff; min-width: 110px; }
-.chip b { display: block; font-size: 15px; } .chip span { font-size: 12px; }
+.chip b { display: block; font-size: 15px; } .chip span { font-size: 12px; display: block; }
+.chip .failing a { color: #fff; display: block; font-family: "DejaVu Sans Mono", monospace; }
 .legend { display: flex; gap: 14px; align-items: center; color: #59636e; font-size: 12px; margin: 6px 0; }
 .legend i { display: inline-block; width: 14px; height: 14px; border-radius: 3px; vertical-align: -3px;
             margin-right: 4px; color: #fff; font: bold 11px/14px "DejaVu Sans", sans-serif; text-align: center;
@@ -57,13 +58,17 @@ table.facts th { font-weight: normal; color: #59636e; white-space: nowrap; }
 .m th.axis { text-align: right; font-weight: normal; color: #59636e; font-size: 12px; padding: 0 10px 0 8px;
       position: sticky; left: 0; background: #fff; z-index: 1; }
 .m tr.group th { text-align: left; background: #f6f8fa; padding: 6px 8px; position: sticky; left: 0; }
-.m td.k { padding: 0; width: 16px; height: 16px; min-width: 16px; text-align: center; }
-.m td.k span { display: block; width: 14px; height: 14px; margin: 1px; border-radius: 3px; color: #fff;
-      font: bold 11px/14px "DejaVu Sans", sans-serif; cursor: pointer; }
+.m td.k { padding: 0; width: 13px; height: 14px; min-width: 13px; text-align: center; }
+.m td.k span { display: block; width: 11px; height: 12px; margin: 1px; border-radius: 2px; color: #fff;
+      font: bold 10px/12px "DejaVu Sans", sans-serif; cursor: pointer; }
+.m th.c { padding: 2px 0; vertical-align: bottom; font: normal 10px/13px "DejaVu Sans Mono", monospace;
+      color: #59636e; }
+.m th.c span { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; }
+.m tr:target th.check { background: #fff8c5; }
 .m td.k span.na { background: #f6f8fa; cursor: default; }
 .m td.k span.reg { box-shadow: 0 0 0 2px #1f2328; }
 .m td.dot { text-align: center; padding: 0; height: 14px; }
-.m td.dot span { display: inline-block; width: 8px; height: 8px; border-radius: 50%; border: 1px solid #8c959f; }
+.m td.dot span { display: inline-block; width: 7px; height: 7px; border-radius: 50%; border: 1px solid #8c959f; }
 .m td.dot span.on { background: #1f2328; border-color: #1f2328; }
 .m td.h { padding: 3px 8px; text-align: center; white-space: nowrap; color: #fff; border: 2px solid #fff;
       border-radius: 6px; font-size: 12px; }
@@ -72,7 +77,7 @@ table.facts th { font-weight: normal; color: #59636e; white-space: nowrap; }
 .result { border-left: 4px solid; padding: 2px 0 2px 12px; margin: 12px 0; }
 .result details { margin: 4px 0; } .result summary { cursor: pointer; }
 .nowrap { white-space: nowrap; }
-.m td.g { border-left: 5px solid #fff; }
+.m td.g, .m th.g { border-left: 4px solid #fff; }
 #detail { position: fixed; right: 16px; bottom: 16px; width: 460px; max-height: 60vh; overflow: auto;
       background: #fff; border: 1px solid #d1d9e0; border-radius: 8px; padding: 10px 14px;
       box-shadow: 0 8px 24px rgba(0,0,0,.2); }
@@ -127,12 +132,14 @@ def page(title: str, body: Iterable[str], script: str | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def chips(entries: Iterable[tuple[str, str, str]]) -> str:
-    """Coloured verdict boxes: (state, heading, detail) each, all values untrusted."""
-    boxes = [
-        f'<div class="chip o-{esc(state)}"><b>{esc(heading)}</b><span>{esc(detail)}</span></div>'
-        for state, heading, detail in entries
-    ]
+def chips(entries: Iterable[tuple[str, str, str, list[str]]]) -> str:
+    """Coloured verdict boxes: (state, heading, detail, failing checks) each, all values untrusted; each
+    failing check links to its row of the matrix (`#check-NAME`)."""
+    boxes = []
+    for state, heading, detail, failing in entries:
+        links = "".join(f'<a href="#check-{esc(check)}">{esc(check)}</a>' for check in failing)
+        named = f'<span class="failing">failing: {links}</span>' if links else ""
+        boxes.append(f'<div class="chip o-{esc(state)}"><b>{esc(heading)}</b><span>{esc(detail)}</span>{named}</div>')
     return '<div class="chips">' + "".join(boxes) + "</div>"
 
 

@@ -16,21 +16,52 @@ OUTCOMES = ("passed", "failed", "skipped", "error")
 class Result:
     id: str
     check: str
-    namespace: str
-    combination: list[str]
+    namespace: str | None  # None for a result of a hardening area
+    combination: list[str] | None  # None: the check applies to no combination of the run ([n/a])
     expected: str
     outcome: str
     reason: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0  # the check's call phase, in seconds
+    area: str | None = None  # the hardening area (nsconform.areas) a result belongs to; None for a namespace's
+    rests_on: str | None = None  # an area result's basis: "behaviour" or "facts"
+
+    @property
+    def subject(self) -> str:
+        """What the result is summarized under: its namespace, or its area."""
+        return self.area or self.namespace or ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result as the report holds it; a namespace's carries no area keys (its shape is unchanged)."""
+        found = asdict(self)
+        if self.area is None:
+            del found["area"], found["rests_on"]
+        return found
+
+
+def subject(result: dict[str, Any]) -> str:
+    """A reported result's namespace, or its area (an older report's results all name a namespace)."""
+    return str(result.get("area") or result.get("namespace") or result["check"].split(".", 1)[0])
 
 
 def label(result: dict[str, Any]) -> str:
-    """A result's short, stable name: its check and combination, e.g. `uts.hostname_private[pid+uts]`."""
+    """A result's short, stable name: its check and combination, e.g. `uts.hostname_private[pid+uts]`; an area's
+    result runs in the as-shipped sandbox: `caps.sets_as_declared[shipped]`."""
+    if result.get("area"):
+        return f"{result['check']}[shipped]"
     return f"{result['check']}[{combo_id(result['combination'])}]"
+
+
+def order(result: Result) -> tuple[bool, str, str, int, list[str]]:
+    """Results by namespace (the hardening areas after every namespace), check, then combination (smallest
+    first; n/a first)."""
+    return (
+        result.area is not None,
+        result.subject,
+        result.check,
+        len(result.combination or ()),
+        result.combination or [],
+    )
 
 
 def plain(text: Any, limit: int = 0) -> str:
@@ -73,7 +104,7 @@ class ResultBook:
             current.reason = record["reason"]
 
     def results(self) -> list[Result]:
-        return sorted(self._results.values(), key=lambda r: (r.namespace, r.check, len(r.combination), r.combination))
+        return sorted(self._results.values(), key=order)
 
     def hardening(self) -> list[dict[str, Any]]:
         """What confined the probe beyond its namespaces (capability sets, seccomp, no_new_privs, read-only file
@@ -97,35 +128,62 @@ def verdict(counts: dict[str, int]) -> str:
 
 
 def overall(summary: dict[str, dict[str, Any]]) -> str:
-    """The run's verdict: its namespaces' counts taken together, by the same rule."""
+    """The run's verdict: its namespaces' and areas' counts taken together, by the same rule."""
     return verdict({k: sum(entry.get(k, 0) for entry in summary.values()) for k in OUTCOMES})
 
 
 IDENTITY_CHECK = ".namespace_identity"  # the checks that compare namespace identities, not behaviour
 
 
-def summarize(results: Iterable[Result], namespaces: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """One entry per namespace checked, with its verdict, outcome counts and the basis of the verdict: how many
-    behavioural results passed, how many identity ones, and so what the verdict rests on."""
-    summary = {ns: dict.fromkeys(OUTCOMES, 0) for ns in namespaces}
+def summarize(
+    results: Iterable[Result], namespaces: Iterable[str], areas: Iterable[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """One entry per namespace checked, then per hardening area judged, with its verdict, outcome counts and the
+    basis of the verdict: how many behavioural results passed, how many identity ones (for an area: facts ones),
+    and so what the verdict rests on."""
+    summary = {name: dict.fromkeys(OUTCOMES, 0) for name in [*namespaces, *areas]}
+    is_area = set(areas)
     passed: dict[str, dict[str, int]] = {}
-    for result in results:
-        summary.setdefault(result.namespace, dict.fromkeys(OUTCOMES, 0))[result.outcome] += 1
+    for result in sorted(results, key=lambda r: r.area is not None):  # an area's entry after the namespaces'
+        summary.setdefault(result.subject, dict.fromkeys(OUTCOMES, 0))[result.outcome] += 1
+        if result.area is not None:
+            is_area.add(result.area)
         if result.outcome == "passed":
-            kind = "identity" if result.check.endswith(IDENTITY_CHECK) else "behavioural"
-            tally_of = passed.setdefault(result.namespace, {"behavioural": 0, "identity": 0})
+            kind = (
+                "facts"
+                if result.rests_on == "facts"
+                else "identity"
+                if result.check.endswith(IDENTITY_CHECK)
+                else "behavioural"
+            )
+            tally_of = passed.setdefault(result.subject, {"behavioural": 0, "identity": 0, "facts": 0})
             tally_of[kind] += 1
     return {
-        ns: {"verdict": verdict(counts), **counts, "basis": basis(passed.get(ns, {"behavioural": 0, "identity": 0}))}
-        for ns, counts in summary.items()
+        name: {
+            "verdict": verdict(counts),
+            **counts,
+            "basis": basis(passed.get(name, {"behavioural": 0, "identity": 0, "facts": 0}), area=name in is_area),
+        }
+        for name, counts in summary.items()
     }
 
 
-def basis(passed: dict[str, int]) -> dict[str, Any]:
-    """What a namespace's verdict rests on: `behaviour` (a behavioural check passed), `identity only` (only the
-    namespace identity passed: a hollow pass, however conformant it reads) or `nothing`."""
-    rests_on = "behaviour" if passed["behavioural"] else "identity only" if passed["identity"] else "nothing"
-    return {"behavioural_passed": passed["behavioural"], "identity_passed": passed["identity"], "rests_on": rests_on}
+def basis(passed: dict[str, int], *, area: bool = False) -> dict[str, Any]:
+    """What a verdict rests on: `behaviour` (a behavioural check passed), `identity only` (only the namespace
+    identity passed: a hollow pass, however conformant it reads) or `nothing`; for a hardening area, `facts only`
+    where only checks of what the kernel reports of the sandbox passed (its status, its mount table)."""
+    if passed["behavioural"]:
+        rests_on = "behaviour"
+    elif passed["identity"]:
+        rests_on = "identity only"
+    elif passed.get("facts"):
+        rests_on = "facts only"
+    else:
+        rests_on = "nothing"
+    found = {"behavioural_passed": passed["behavioural"], "identity_passed": passed["identity"], "rests_on": rests_on}
+    if area:
+        found["facts_passed"] = passed.get("facts", 0)
+    return found
 
 
 def basis_text(entry: dict[str, Any]) -> str:

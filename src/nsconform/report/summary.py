@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import combo_id
 from nsconform.report.hostfacts import fact_rows
 from nsconform.report.markdown import block, code, collapsed, icon, table, text
@@ -62,7 +63,8 @@ def namespaces(summary: dict[str, dict[str, Any]]) -> str:
         ]
         for ns, entry in summary.items()
     ]
-    return table(["namespace", "verdict", "rests on", *OUTCOMES], rows)
+    first = "namespace or area" if set(summary) & set(AREAS) else "namespace"
+    return table([first, "verdict", "rests on", *OUTCOMES], rows)
 
 
 def hardening(runtime: dict[str, Any]) -> list[str]:
@@ -89,6 +91,11 @@ def changes(baseline: dict[str, Any]) -> list[str]:
         parts.append(f"Every result that passed in the baseline {code(baseline['file'])} passes.")
     if improvements:
         parts += [f"### Improvements ({len(improvements)})", change_table(improvements)]
+    if baseline.get("now_skipped"):
+        parts.append(
+            f"{baseline['now_skipped']} results that passed in the baseline are skipped now (a check that finds "
+            "nothing to examine is skipped): no regression."
+        )
     return parts
 
 

@@ -1,8 +1,17 @@
-"""Writing reports: atomically (a report is either the old file or the complete new one, never half
-of it) and all four views of a run together, into a directory checked for writability up front."""
+"""Writing reports: all views of a run as one set, into a directory checked for writability up front.
+
+A set is either the old files or the complete new ones, never a mix, and never half a file: every file
+is written and fsync'd under a temporary name beside its place first; only then are the old files kept
+aside (hard links) and the new ones renamed over them, the directory fsync'd. Any error before the last
+rename (ENOSPC, EDQUOT, EROFS, EIO) puts the old files back and raises ReportWriteError, which names the
+directory and the error. The temporary names and the links aside are journaled
+(nsconform.hygiene.journal), so that a run killed while writing leaves nothing a later run does not reap.
+Other files in the directory (a README) are never touched."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -10,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nsconform.hygiene import journal, naming
 from nsconform.report import htmlreport, junit, summary
 
 
@@ -17,19 +27,83 @@ class ReportDirError(OSError):
     """Reports cannot be written where --nsc-report-dir says."""
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+class ReportWriteError(OSError):
+    """A set of reports could not be written; the files of the directory are as they were."""
+
+
+def write_set(directory: Path, texts: dict[str, str]) -> list[Path]:
+    """Write `texts` (file name: text) into `directory` as one set (see the module's doc); their paths."""
+    record = journal.current()
+    aside: list[tuple[Path, journal.Entry]] = []  # temporaries and links to the old files: gone at the end
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        directory.mkdir(parents=True, exist_ok=True)
+        staged = {name: staged_file(directory, name, text, record, aside) for name, text in texts.items()}
+        kept = {name: keep_aside(directory, name, record, aside) for name in texts if (directory / name).exists()}
+        replaced: list[str] = []
+        try:
+            for name, temporary in staged.items():
+                os.replace(temporary, directory / name)
+                replaced.append(name)
+            fsync_directory(directory)
+        except OSError:
+            for name in reversed(replaced):
+                if name in kept:
+                    os.replace(kept[name], directory / name)
+                else:
+                    os.unlink(directory / name)
+            raise
+    except OSError as e:
+        code = errno.errorcode.get(e.errno or 0, "")
+        why = f"{e.strerror} ({code})" if e.strerror else str(e)
+        failed = ReportWriteError(f"reports not written in {directory}: {why}; its files are as they were")
+        failed.errno = e.errno
+        raise failed from None
+    finally:
+        for path, entry in aside:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            record.removed(entry)
+    return [directory / name for name in texts]
+
+
+def staged_file(
+    directory: Path, name: str, text: str, record: journal.Journal, aside: list[tuple[Path, journal.Entry]]
+) -> Path:
+    """`text` written and fsync'd in a new file beside `name`, journaled."""
+    path = directory / f".{name}.{naming.unique('new')}"
+    with record.holding("path", str(path)) as entry:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    record.made_path(entry)
+    aside.append((path, entry))
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+        os.fchmod(fd, 0o644)  # whatever the umask
+        f.write(text)
+        f.flush()
+        os.fsync(fd)
+    return path
+
+
+def keep_aside(directory: Path, name: str, record: journal.Journal, aside: list[tuple[Path, journal.Entry]]) -> Path:
+    """A second name (a hard link) for the old file `name`, journaled: what a failed set puts back."""
+    path = directory / f".{name}.{naming.unique('old')}"
+    with record.holding("path", str(path)) as entry:
+        os.link(directory / name, path)
+    record.made_path(entry)
+    aside.append((path, entry))
+    return path
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """One file, as a set of one."""
+    write_set(path.parent, {path.name: text})
 
 
 def json_text(document: Any) -> str:
@@ -46,11 +120,8 @@ VIEWS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def write_reports(directory: Path, document: dict[str, Any]) -> list[Path]:
-    """Render every view first (a rendering bug writes nothing), then write each atomically."""
-    texts = {name: render(document) for name, render in VIEWS.items()}
-    for name, text in texts.items():
-        write_atomic(directory / name, text)
-    return [directory / name for name in texts]
+    """Render every view first (a rendering bug writes nothing), then write them as one set."""
+    return write_set(directory, {name: render(document) for name, render in VIEWS.items()})
 
 
 def check_writable(directory: Path, what: str = "--nsc-report-dir") -> None:

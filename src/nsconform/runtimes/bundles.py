@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,26 @@ def write_oci_bundle(bundle: Path, combination: Combination, args: list[str], sp
     """config.json and rootfs/ in `bundle`, for a sandbox isolating `combination` (plus mnt) that runs `args`."""
     binds = make_rootfs(bundle / "rootfs")
     config = oci_config(combination | {"mnt"}, args, binds, spec)
+    (bundle / "config.json").write_text(json.dumps(config, indent=1))
+
+
+def write_shipped_bundle(bundle: Path, spec_command: list[str], args: list[str], *, unfiltered: bool) -> None:
+    """The runtime's own default bundle in `bundle`: config.json as `spec_command` (`runc spec --bundle DIR`)
+    writes it, changed only where the probe needs it: its command (process.args, no terminal), the empty root
+    (rootfs/, of make_rootfs) and read-only binds of the host's /usr (and /lib ... where they are directories)
+    for its interpreter. Every other default (capabilities, no_new_privs, masked and read-only paths, mounts,
+    seccomp, rlimits) stays as the runtime ships it; `unfiltered` drops linux.seccomp (the twin sandbox)."""
+    subprocess.run(spec_command, stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=30, cwd=bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    binds = make_rootfs(bundle / "rootfs")
+    config["process"] |= {"args": args, "terminal": False}
+    config["root"] = {**config.get("root", {}), "path": "rootfs"}
+    config["mounts"] = [
+        *config.get("mounts", []),
+        *({"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]} for path in binds),
+    ]
+    if unfiltered:
+        config.get("linux", {}).pop("seccomp", None)
     (bundle / "config.json").write_text(json.dumps(config, indent=1))
 
 

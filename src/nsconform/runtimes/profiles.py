@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nsconform.inputs import NAME_CHARS, PROFILE_BYTES, InputError, read_limited
 from nsconform.namespaces import ALL, Combination
+from nsconform.runtimes import hardening
 from nsconform.runtimes.declared import Expect, IdMap
+from nsconform.runtimes.hardening import Hardening
 
 TOP_KEYS = (
     "name",
@@ -52,6 +55,7 @@ TOP_KEYS = (
     "version",
     "oci",
     "combinations",
+    "hardening",
 )
 MATRIX_KEYS = ("prefix", "suffix", "flags")
 EXPECT_KEYS = ("hostname", "uid_map", "gid_map", "propagation")
@@ -113,6 +117,9 @@ class Profile:
     version: tuple[str, ...] | None = None
     oci: Oci | None = None
     declared_only: bool = False  # combinations = "declared"
+    hardening: Hardening = field(
+        default_factory=Hardening
+    )  # [hardening]: the promise beyond namespaces, the as-shipped sandbox
 
     def uses(self, placeholder: str) -> bool:
         """Whether an argument of the profile (command, matrix, cleanup, [oci] mounts) holds `placeholder`."""
@@ -121,6 +128,7 @@ class Profile:
             args += [*self.matrix.prefix, *self.matrix.suffix, *(a for _, flags in self.matrix.flags for a in flags)]
         if self.oci is not None:
             args += [v for m in self.oci.mounts for v in (m["destination"], m["source"])]
+        args += [*(self.hardening.command or ()), *(self.hardening.unfiltered or ())]
         return any(placeholder in arg for arg in args)
 
     @property
@@ -143,9 +151,9 @@ class Profile:
 def load(path: Path) -> Profile:
     """Read and check the profile at `path`; a ProfileError names the file and the key."""
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ProfileError(f"profile {path}: cannot read it: {e.strerror}") from None
+        text = read_limited(path, PROFILE_BYTES, "profile").decode()
+    except InputError as e:
+        raise ProfileError(str(e)) from None
     except UnicodeDecodeError as e:
         raise ProfileError(f"profile {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse(text, path)
@@ -234,6 +242,8 @@ class _Reader:
     def profile(self, data: dict[str, Any]) -> Profile:
         self.known_keys(data, TOP_KEYS)
         name = self.text(data, "name", required=True)
+        if name is not None and len(name) > NAME_CHARS:
+            raise self.fail("name", f"{len(name):,} characters: a name may have at most {NAME_CHARS}")
         description = self.text(data, "description") or ""
         requires = self.strings(data, "requires") or ()
         command = self.strings(data, "command", empty=False)
@@ -253,7 +263,8 @@ class _Reader:
             raise self.fail("isolates", 'missing: with combinations = "declared" it is the only combination built')
         cleanup = self.strings(data, "cleanup", empty=False)
         oci = self.oci(data, bundle)
-        self.placeholders(command, matrix, cleanup, bundle, oci)
+        declared = hardening.parse(self.table(data, "hardening"), self, bundle)
+        self.placeholders(command, matrix, cleanup, bundle, oci, declared)
         return Profile(
             path=self.path,
             name=name or "",
@@ -268,6 +279,7 @@ class _Reader:
             version=self.strings(data, "version", empty=False),
             oci=oci,
             declared_only=declared_only,
+            hardening=declared,
         )
 
     def combinations(self, data: dict[str, Any], bundle: str | None) -> bool:
@@ -384,8 +396,11 @@ class _Reader:
         cleanup: tuple[str, ...] | None,
         bundle: str | None,
         oci: Oci | None,
+        declared: Hardening,
     ) -> None:
         places: dict[str, Iterable[str]] = {"command": command or (), "cleanup": cleanup or ()}
+        for key in ("spec", "command", "unfiltered"):
+            places[f"hardening.{key}"] = getattr(declared, key) or ()
         if oci is not None:
             places["oci.mounts"] = [v for m in oci.mounts for v in (m["destination"], m["source"])]
         if matrix is not None:

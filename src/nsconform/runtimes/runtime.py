@@ -17,8 +17,15 @@ from nsconform.hygiene import journal, naming
 from nsconform.hygiene.objects import CLEANUP_TIMEOUT, clean_container
 from nsconform.inside import code, probe_command
 from nsconform.namespaces import Combination, combo_id
-from nsconform.runtimes.bundles import BundleSpec, make_rootfs, remove_scratch, write_oci_bundle
+from nsconform.runtimes.bundles import (
+    BundleSpec,
+    make_rootfs,
+    remove_scratch,
+    write_oci_bundle,
+    write_shipped_bundle,
+)
 from nsconform.runtimes.declared import Expect
+from nsconform.runtimes.hardening import Hardening
 from nsconform.runtimes.profiles import Profile, ProfileError, load
 from nsconform.sandbox.native import NativeRuntime
 from nsconform.sandbox.sandbox import Launch, SandboxError
@@ -35,6 +42,8 @@ class Runtime(Protocol):
     any_combination: bool
     expect: Expect  # what it declares beyond the namespaces (a profile's [expect])
     # optional, read with always_isolated(): always_isolates, the namespaces every sandbox has of its own
+    # optional, read with declared_hardening(): hardening, a profile's [hardening]; and launch_shipped(), which
+    # starts the as-shipped sandbox it describes (nsconform.fixtures.shipped)
     # optional, read with attached(): attach, the running process whose namespaces it joins (--nsc-attach)
 
     def unavailable(self) -> str | None:
@@ -78,6 +87,13 @@ def probe_code() -> str:
 
 
 @dataclass(frozen=True)
+class ShippedSpec:
+    """Which as-shipped sandbox to start: the runtime's own, or its twin without the seccomp filter."""
+
+    unfiltered: bool = False
+
+
+@dataclass(frozen=True)
 class ProfileRuntime:
     """A runtime described by a profile (nsconform.runtimes.profiles): its command, with the probe's appended."""
 
@@ -103,6 +119,10 @@ class ProfileRuntime:
     def expect(self) -> Expect:
         return self.spec.expect
 
+    @property
+    def hardening(self) -> Hardening:
+        return self.spec.hardening
+
     def unavailable(self) -> str | None:
         missing = [exe for exe in self.spec.requires if shutil.which(exe) is None]
         if missing:
@@ -123,6 +143,20 @@ class ProfileRuntime:
                 f"runtime {self.name} cannot build {combo_id(claimed)}: asked for it, it builds "
                 f"{combo_id(self.buildable(claimed))}"
             )
+        return self._launch(claimed, None)
+
+    def launch_shipped(self, *, unfiltered: bool = False) -> Launch:
+        """The runtime's as-shipped sandbox (a profile's [hardening]: `spec` or `command`): started the way its
+        users start it, with none of the harness's additions; `unfiltered`: its twin without the seccomp filter."""
+        declared = self.spec.hardening
+        if not declared.shipped:
+            raise SandboxError(f"runtime {self.name}: its profile says nothing of an as-shipped sandbox ([hardening])")
+        if unfiltered and declared.command is not None and declared.unfiltered is None:
+            raise SandboxError(f"runtime {self.name}: its profile gives no unfiltered twin ([hardening] unfiltered)")
+        return self._launch(self.spec.isolates or frozenset(), ShippedSpec(unfiltered))
+
+    def _launch(self, claimed: Combination, shipped: ShippedSpec | None) -> Launch:
+        """A sandbox of `claimed`: the harness's own (shipped None), or the as-shipped one."""
         tag = naming.unique("probe")
         probe = probe_command(tag)
         values = {"{id}": naming.unique("ct")}
@@ -141,11 +175,14 @@ class ProfileRuntime:
                 cleanup.append(partial(remove_scratch, scratch, entry, record))
                 scratch.chmod(0o711)  # root inside may be an unprivileged host uid that must reach rootfs/
                 values |= {"{bundle}": str(scratch), "{rootfs}": str(scratch / "rootfs")}
-                if self.spec.bundle == "oci":
+                if self.spec.bundle == "oci" and shipped is not None:
+                    spec_command = fill(self.spec.hardening.spec or (), values)
+                    write_shipped_bundle(scratch, spec_command, probe, unfiltered=shipped.unfiltered)
+                elif self.spec.bundle == "oci":
                     write_oci_bundle(scratch, claimed, probe, self.bundle_spec(values))
                 else:
                     make_rootfs(scratch / "rootfs")
-        except (OSError, SandboxError) as e:
+        except (OSError, SandboxError, subprocess.SubprocessError) as e:
             for step in reversed(cleanup):
                 step()
             raise SandboxError(f"runtime {self.name}: cannot make its bundle: {e}") from None
@@ -153,10 +190,14 @@ class ProfileRuntime:
             remover = fill(self.spec.cleanup, values)
             container = record.record("container", values["{id}"], cleanup=remover)
             cleanup.append(partial(remove_container, container, record))
-        if self.spec.matrix is not None:
-            argv = fill(self.spec.matrix.argv(claimed), values) + probe
-        elif self.spec.bundle == "oci":
+        if self.spec.bundle == "oci":
             argv = fill(self.spec.command or (), values)  # the probe command is the bundle's process.args
+        elif shipped is not None:
+            declared = self.spec.hardening
+            command = declared.unfiltered if shipped.unfiltered else declared.command
+            argv = fill(command or (), values) + probe
+        elif self.spec.matrix is not None:
+            argv = fill(self.spec.matrix.argv(claimed), values) + probe
         else:
             argv = fill(self.spec.command or (), values) + probe
         return Launch(argv=argv, code=probe_code(), claimed=claimed, cleanup=cleanup, name=tag)
@@ -223,6 +264,11 @@ def remove_container(entry: journal.Entry, record: journal.Journal) -> None:
 def always_isolated(runtime: Runtime) -> frozenset[str]:
     """Namespaces the runtime gives every sandbox, even where the combination shares them (rootless native: user)."""
     return frozenset(getattr(runtime, "always_isolates", ()))
+
+
+def declared_hardening(runtime: Runtime) -> Hardening:
+    """What the runtime promises beyond its namespaces (a profile's [hardening]); nothing for the native runtime."""
+    return getattr(runtime, "hardening", None) or Hardening()
 
 
 def attached(runtime: Runtime) -> dict | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from nsconform.hygiene import naming
 from nsconform.hygiene.journal import read_starttime
+from nsconform.hygiene.objects import zombie
 from nsconform.inside import code, probe_command
 from nsconform.inside.probe import ns_inodes
 from nsconform.namespaces import Combination, combo_id
@@ -52,6 +53,11 @@ class Target:
             started = read_starttime(pid)
         except FileNotFoundError:
             raise AttachError(f"--nsc-attach {pid}: no such process") from None
+        if zombie(pid):
+            raise AttachError(
+                f"--nsc-attach {pid}: process {pid} has exited (a zombie its parent has not reaped): "
+                "it has no namespaces left to audit"
+            )
         inodes = {ns: (dev, ino) for ns, (dev, ino) in ns_inodes(pid).items()}
         if not inodes:
             why = "they are not readable" if os.path.exists(f"/proc/{pid}") else "it has exited"
@@ -105,6 +111,11 @@ class AttachRuntime:
     @property
     def expect(self) -> Expect:
         return self.base.expect if self.base is not None else Expect()
+
+    @property
+    def hardening(self) -> Any:
+        """The base profile's [hardening] (nsconform.runtimes.hardening.Hardening), or None."""
+        return getattr(self.base, "hardening", None)
 
     @property
     def attach(self) -> dict[str, Any]:

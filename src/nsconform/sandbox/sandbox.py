@@ -8,6 +8,7 @@ raises SandboxError, which the report records as `error`, never as a verdict.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -23,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from nsconform.guarantees import skip_nothing
 from nsconform.hygiene import journal
 from nsconform.inside import payload
 from nsconform.inside.probe import kernel
@@ -132,12 +134,7 @@ class Sandbox:
             raise SandboxError("the sandbox is closed")
         deadline = time.monotonic() + self.timeout
         self._write(json.dumps({"op": op, "args": args}).encode() + b"\n", deadline)
-        answer = self._read(deadline)
-        if answer.get("ok") is True:
-            return answer.get("result")
-        if answer.get("ok") is False and isinstance(answer.get("errno"), int):
-            raise OSError(answer["errno"], str(answer.get("error", ""))[:500])
-        raise SandboxError(f"the probe could not run {op}: {shorten(answer)}")
+        return result_of(op, self._read(deadline))
 
     def channel(self) -> set[tuple[int, int]]:
         """(device, inode) of the harness's ends of the probe's stdin, stdout and stderr: the probe's fds on the
@@ -369,6 +366,19 @@ class Sandbox:
                 if pid_in_namespace(proc.pid) == (own, 1):
                     return proc
         return None
+
+
+def result_of(op: str, answer: dict[str, Any]) -> Any:
+    """The result of the probe's `answer` to `op`; its errno as OSError, but ENOSYS (a seccomp filter, or a kernel
+    of the sandbox's own, stopped the call) as a skip: the check has nothing to examine. Anything else that is no
+    answer: SandboxError."""
+    if answer.get("ok") is True:
+        return answer.get("result")
+    if answer.get("ok") is False and isinstance(answer.get("errno"), int):
+        if answer["errno"] == errno.ENOSYS:
+            skip_nothing(f"the sandbox does not implement {op} (ENOSYS: a seccomp filter, or a kernel of its own)")
+        raise OSError(answer["errno"], str(answer.get("error", ""))[:500])
+    raise SandboxError(f"the probe could not run {op}: {shorten(answer)}")
 
 
 @cache

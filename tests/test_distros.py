@@ -168,6 +168,43 @@ def test_a_failed_build_leaves_nothing_in_the_cache(tmp_path: Path, monkeypatch:
     assert roots.cached("trixie") is None
 
 
+def fake_root(root: Path) -> None:
+    """A root with what the cache's reader looks for: a kernel image and its modules directory."""
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "vmlinuz-6.12.0-test").write_bytes(b"")
+    (root / "usr" / "lib" / "modules" / "6.12.0-test").mkdir(parents=True)
+
+
+def test_a_cached_root_is_used_as_built_unless_built_for_other_requirements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSCONFORM_CACHE_DIR", str(tmp_path / "cache"))
+    builds = []
+
+    def build(release: str, work: Path, say: object) -> dict:
+        builds.append(release)
+        fake_root(work / "root")
+        dependencies = {r: {"requirement": r} for r in roots.required()}
+        kernel = {"package": "linux-image-6.12.0-test", "version": "6.12.0-1"}
+        return {"release": release, "dependencies": dependencies, "kernel": kernel, "built": "now"}
+
+    monkeypatch.setattr(roots, "build", build)
+    said: list[str] = []
+    first = roots.root("trixie", False, said.append)
+    assert builds == ["trixie"] and first.path == roots.cache_dir() / "trixie" / "root"
+    roots.root("trixie", False, said.append)
+    assert builds == ["trixie"]
+    assert said[-1] == "cached: Debian trixie root (built now), linux-image-6.12.0-test 6.12.0-1"
+    record = roots.cache_dir() / "trixie" / roots.RECORD
+    record.write_text(json.dumps({**first.record, "dependencies": {"pytest": {"requirement": "pytest>=7"}}}))
+    roots.root("trixie", False, said.append)
+    assert builds == ["trixie", "trixie"]
+    assert said[-1].startswith("the cached root was built for pytest>=7, not nsconform's requirements now")
+    roots.root("trixie", True, said.append)  # --refresh
+    assert builds == ["trixie", "trixie", "trixie"]
+    assert [p.name for p in roots.cache_dir().iterdir()] == ["trixie"]  # the old roots are gone
+
+
 def test_a_killed_build_is_reaped_by_the_next_run(tmp_path: Path) -> None:
     """A process killed while it builds a root leaves its build directory, which the journal lists: the next
     run's reaper removes it, and nothing else in the cache."""

@@ -139,8 +139,12 @@ def root(release: str, refresh: bool, say: Callable[[str], None]) -> Root:
     found = None if refresh else cached(release)
     if found is not None:
         r = found.record
-        say(f"cached: Debian {release} root (built {r['built']}), {r['kernel']['package']} {r['kernel']['version']}")
-        return found
+        built_for = sorted(entry["requirement"] for entry in r["dependencies"].values())
+        if built_for == sorted(required()):
+            kernel = f"{r['kernel']['package']} {r['kernel']['version']}"
+            say(f"cached: Debian {release} root (built {r['built']}), {kernel}")
+            return found
+        say(f"the cached root was built for {', '.join(built_for)}, not nsconform's requirements now: building anew")
     if shutil.which("mmdebstrap") is None:
         raise BuildError("mmdebstrap is not installed: apt-get install mmdebstrap")
     with journaled_dir(f"build-{release}") as work:
@@ -315,15 +319,19 @@ def versions(site: Path) -> dict[str, str]:
     }
 
 
+def required() -> list[str]:
+    """nsconform's requirements as the installed distribution states them (pyproject.toml), extras' left out."""
+    found = (Requirement(line) for line in metadata.requires("nsconform") or [])
+    return [str(requirement) for requirement in found if requirement.marker is None]
+
+
 def requirements(root: Path) -> dict[str, dict[str, str]]:
     """Each of nsconform's requirements (the installed distribution's, as pyproject.toml states them) against the
     Debian packages in `root`: the requirement, Debian's version, and where it comes from (debian or pypi)."""
     debian_versions = versions(root / "usr" / "lib" / "python3" / "dist-packages")
     found = {}
-    for line in metadata.requires("nsconform") or []:
+    for line in required():
         requirement = Requirement(line)
-        if requirement.marker is not None:
-            continue  # an extra's
         have = debian_versions.get(requirement.name.lower())
         ok = have is not None and requirement.specifier.contains(have, prereleases=True)
         found[requirement.name.lower()] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from nsconform.guarantees import guarantee
+from nsconform.guarantees import guarantee, skip_nothing
 from nsconform.inside.areas.caps import CAP_ACTIONS
 from nsconform.runtimes.bundles import CAPABILITIES
 
@@ -46,7 +46,7 @@ def test_sets_as_declared(shipped, verdict):
     verdict.note(over=whose(shipped), declared=sorted(declared))
     present = [key for key in SETS if key in facts]
     if not present:
-        pytest.skip("the sandbox's kernel reports no capability sets in /proc/PID/status")
+        skip_nothing("the sandbox's kernel reports no capability sets in /proc/PID/status")
     # 2. EXPECT each set within the declared one
     for key in present:
         held = names(facts[key])
@@ -79,7 +79,7 @@ def test_undeclared_unusable(shipped, verdict):
         tried.remove("SYS_ADMIN")  # a mount would land in the host's mount table
         verdict.note(sys_admin="not tried: the sandbox shares the host's mount namespace")
     if not tried:
-        pytest.skip("every capability with a harmless action is declared: nothing undeclared to try")
+        skip_nothing("every capability with a harmless action is declared: none undeclared to try")
     # 2. Try each inside; EXPECT a refusal (EPERM, EACCES); another error tells nothing either way
     seen = shipped.probe("cap_actions", names=tried, scratch="/tmp")
     verdict.note(tried=seen)
@@ -87,7 +87,7 @@ def test_undeclared_unusable(shipped, verdict):
     for name, result in told.items():
         verdict.expect(result != "ok", f"CAP_{name}, not declared, is usable inside over {whose(shipped)}")
     if not told:
-        pytest.skip(f"no action could tell: each failed for another reason than a refusal ({seen})")
+        skip_nothing(f"no action could tell: each failed for another reason than a refusal ({seen})")
 
 
 @guarantee(area="caps", declares=("no_new_privs",), rests_on="facts", references=("prctl(2) PR_SET_NO_NEW_PRIVS",))
@@ -100,5 +100,5 @@ def test_no_new_privs_as_declared(shipped, verdict):
     # 2. EXPECT NoNewPrivs: 1
     facts = shipped.facts()
     if "NoNewPrivs" not in facts:
-        pytest.skip("the sandbox's kernel reports no NoNewPrivs in /proc/PID/status")
+        skip_nothing("the sandbox's kernel reports no NoNewPrivs in /proc/PID/status")
     verdict.expect(facts["NoNewPrivs"] == "1", "no_new_privs is not set inside", NoNewPrivs=facts["NoNewPrivs"])

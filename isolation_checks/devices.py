@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from nsconform.fixtures.shipped import Shipped
-from nsconform.guarantees import Verdict, guarantee
+from nsconform.fixtures.shipped import Shipped, mount_table
+from nsconform.guarantees import Verdict, guarantee, skip_nothing
 from nsconform.inside.areas import devices as device_probe
 from nsconform.reach import devices, knobs
 from nsconform.reach.devices import Node
@@ -26,8 +26,10 @@ def test_no_host_device_opens(shipped: Shipped, verdict: Verdict) -> None:
     #    character device of a class whose open only looks (nsconform.reach.devices), is opened
     #    O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC and closed at once; a class whose open acts (watchdog,
     #    snapshot, tty, console) never is, and is named as not tried
-    # 3. EXPECT none to open
+    # 3. EXPECT none to open; with no node reachable at all there is nothing to examine
     listed = shipped.probe("device_nodes", roots=devices.roots(shipped.mountinfo()))
+    if not listed["nodes"]:
+        skip_nothing("no device node is reachable inside, not even a declared one")
     survey = devices.survey(map(Node.from_probe, listed["nodes"]), shipped.declared.devices or ())
     opened, refused = [], {}
     for node in survey.to_try:
@@ -63,10 +65,10 @@ def test_block_mknod_unusable(shipped: Shipped, verdict: Verdict) -> None:
     # 3. EXPECT the mknod or the open refused
     numbers = devices.host_block_device()
     if numbers is None:
-        pytest.skip("the host has no block device its root opens: a node made inside could name none")
+        skip_nothing("the host has no block device its root opens: a node made inside could name none")
     places = devices.own_scratch_places(shipped.pid)
     if not places:
-        pytest.skip(
+        skip_nothing(
             f"none of {', '.join(devices.SCRATCH_PLACES)} is on a filesystem of the sandbox's own: a scratch "
             "directory made there would be made on the host"
         )
@@ -97,15 +99,19 @@ def test_no_host_device_allowed(shipped: Shipped, verdict: Verdict) -> None:
     cgroup's rules (cgroup v1 devices.list)."""
     # 1. the device nodes reachable from the sandbox's root: lstat through /proc/PID/root (the target's, attached)
     # 2. its device cgroup's rules, its credentials, and whether each node's mount is nodev
-    # 3. EXPECT no block device and no undeclared character device to be readable by all three
+    # 3. EXPECT no block device and no undeclared character device to be readable by all three; with no node
+    #    reachable at all there is nothing to examine
     pid = shipped.pid
     if pid is None:
         pytest.skip("the sandbox runs a kernel of its own: its device nodes are that kernel's")
+    mounts = mount_table(shipped)
     rules = devices.cgroup_rules(pid)
     if rules is None:
         pytest.skip("the host has no cgroup v1 device controller: cgroup v2's eBPF device filter is no readable rule")
     root = f"/proc/{pid}/root"
-    listed = device_probe.device_nodes(roots=devices.roots(shipped.mountinfo()), root=root)
+    listed = device_probe.device_nodes(roots=devices.roots(mounts), root=root)
+    if not listed["nodes"]:
+        skip_nothing("no device node is reachable from the sandbox's root, not even a declared one")
     declared = shipped.declared.devices or ()
     creds = knobs.credentials(pid)
     allowed = []

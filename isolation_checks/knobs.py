@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nsconform.fixtures.shipped import Shipped
-from nsconform.guarantees import Verdict, guarantee
+from nsconform.fixtures.shipped import Shipped, mount_table
+from nsconform.guarantees import Verdict, guarantee, skip_nothing
 from nsconform.inside.areas import knobs as knob_probe
 from nsconform.reach import knobs
 from nsconform.runtimes.runtime import attached
@@ -23,11 +23,12 @@ def expect_out_of_reach(name: str, shipped: Shipped, verdict: Verdict) -> None:
     pid = shipped.pid
     if pid is None:
         pytest.skip("the sandbox runs a kernel of its own: its knobs are that kernel's, not the host's")
+    mounts = mount_table(shipped)
     on_host = knobs.host_paths(name)
     if not on_host:
         fstype, inner = knobs.KNOBS[name]
-        pytest.skip(f"the host shows no {name} ({fstype} {inner}): this kernel has none to keep out of reach")
-    paths = knobs.knob_paths(name, shipped.mountinfo())
+        skip_nothing(f"the host shows no {name} ({fstype} {inner}): this kernel has none to keep out of reach")
+    paths = knobs.knob_paths(name, mounts)
     facts = knob_probe.knob_facts(paths, root=f"/proc/{pid}/root")
     present = [path for path in paths if facts[path]["exists"]]
     creds = knobs.credentials(pid)

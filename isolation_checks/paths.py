@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from nsconform.guarantees import guarantee
+from nsconform.fixtures.shipped import mount_table
+from nsconform.guarantees import guarantee, skip_nothing
 
 OCI_PATHS = "OCI runtime spec: config-linux.md, Masked Paths and Readonly Paths"
 CORE_PATTERN = "a writable /proc/sys/kernel/core_pattern runs a host command as root"
@@ -30,7 +29,7 @@ def existing(shipped, paths: tuple[str, ...] | None, verdict) -> list[str]:
     found = [p for p in paths or () if shipped.exists(p)]
     verdict.note(absent=[p for p in paths or () if p not in found])
     if not found:
-        pytest.skip(f"none of the declared paths exists in the sandbox on this kernel: {list(paths or ())}")
+        skip_nothing(f"none of the declared paths exists in the sandbox on this kernel: {list(paths or ())}")
     return found
 
 
@@ -40,7 +39,7 @@ def test_masked_by_a_mount(shipped, verdict):
     or read-only tmpfs), as the sandbox's mount table shows."""
     # 1. The sandbox's mount table, and the declared masked paths it has
     paths = existing(shipped, shipped.declared.masked_paths, verdict)
-    points = {m["point"]: m for m in shipped.mountinfo()}
+    points = {m["point"]: m for m in mount_table(shipped)}
     # 2. EXPECT a mount exactly at each
     unmasked = [p for p in paths if p not in points]
     verdict.note(masked_by={p: f"{points[p]['fstype']} {points[p]['root']}" for p in paths if p in points})
@@ -72,7 +71,7 @@ def test_readonly_mounted_so(shipped, verdict):
     options in the sandbox's mount table say `ro`)."""
     # 1. The mount holding each declared read-only path
     paths = existing(shipped, shipped.declared.readonly_paths, verdict)
-    mounts = shipped.mountinfo()
+    mounts = mount_table(shipped)
     on = {p: holder(mounts, p) for p in paths}
     # 2. EXPECT each read-only
     writable = [p for p, m in on.items() if "ro" not in m["options"]]
@@ -99,4 +98,4 @@ def test_readonly_not_writable(shipped, verdict):
     told = [p for p, v in seen.items() if "access_w" in v or v.get("read_only_fs")]
     verdict.expect(not writable, f"writable inside: {', '.join(writable)}", writable=writable)
     if not told:
-        pytest.skip(f"no declared read-only path could be judged: {seen}")
+        skip_nothing(f"no declared read-only path could be judged: {seen}")

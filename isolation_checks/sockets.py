@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from nsconform.fixtures.shipped import Shipped
+from nsconform.fixtures.shipped import Shipped, mount_table
 from nsconform.guarantees import Verdict, guarantee
 from nsconform.host import sockdiag
 from nsconform.host.observe import Host
@@ -30,8 +30,9 @@ def test_no_host_listener_reachable(shipped: Shipped, host: Host, verdict: Verdi
     pid = shipped.pid
     if pid is None:
         pytest.skip("the sandbox runs a kernel of its own: its socket files' device numbers are that kernel's")
+    mounts = mount_table(shipped)
     with sockdiag.canary() as canary:
-        roots = sockets.roots(shipped.mountinfo())
+        roots = sockets.roots(mounts)
         found = socket_probe.socket_files(roots, root=f"/proc/{pid}/root")
         listeners = sockdiag.listening()
         verdict.require(

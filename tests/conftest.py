@@ -78,9 +78,9 @@ def quiet_host() -> Iterator[None]:
 @contextmanager
 def host_mount_table(operation: int) -> Iterator[None]:
     """flock (LOCK_SH or LOCK_EX) on tests/data: a test that puts namespace files in the host's mount table (a bound
-    /proc/PID/ns/NS, a dockerd's netns files) holds it exclusively; a test whose sandboxes copy the host's mount
-    table with the capabilities to join them (unshare, firejail, an unshare target to attach to), and whose verdicts
-    would change with them, holds it shared."""
+    /proc/PID/ns/NS, a dockerd's netns files, and its containerd shims' listening sockets) holds it exclusively; a
+    test whose sandboxes copy the host's mount table with the capabilities to join them (unshare, firejail, an
+    unshare target to attach to), and whose verdicts would change with them, holds it shared."""
     fd = os.open(Path(__file__).parent / "data", os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, operation)

@@ -47,8 +47,9 @@ def vm_leftovers(tmp_path: Path) -> list[str]:
 
 
 def test_host_and_debian_6_1_give_two_reports_and_one_matrix(tmp_path: Path) -> None:
+    """... and with --kcidb one KCIDB file per kernel and one for both (tests/test_kcidb.py checks the files)."""
     reports = tmp_path / "reports"
-    done = nsconform("--kernels=host,6.1", *REDUCED, f"--report-dir={reports}", tmp_path=tmp_path)
+    done = nsconform("--kernels=host,6.1", *REDUCED, "--kcidb", f"--report-dir={reports}", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     kernels = {}
     for entry in ("host", "6.1"):
@@ -62,12 +63,27 @@ def test_host_and_debian_6_1_give_two_reports_and_one_matrix(tmp_path: Path) -> 
     matrix = (reports / "matrix.md").read_text()
     assert f"6.1 ({kernels['6.1']})" in matrix
     assert (reports / "matrix.html").is_file()
+    kcidb_files(reports)
     assert [line for line in done.stderr.splitlines() if line.startswith("nsconform: KVM: ")]  # which one, said
     assert "[6.1] booted " in done.stderr
     console = (reports / "6.1" / LOG).read_text(errors="replace")
     assert f"Linux version {kernels['6.1']}" in console  # the VM's console: the kernel's own lines
     assert "nsconform reports in" in console  # and the suite's output
     assert vm_leftovers(tmp_path) == []
+
+
+def kcidb_files(reports: Path) -> None:
+    """Each kernel's kcidb.json holds its report's results; the merged one holds both, on two builds, the 6.1
+    kernel's named by its Debian package."""
+    from tests.test_kcidb import expected_tests, valid, written_tests
+
+    docs = [json.loads((reports / entry / "conformance.json").read_text()) for entry in ("host", "6.1")]
+    for entry, doc in zip(("host", "6.1"), docs, strict=True):
+        assert written_tests(valid(json.loads((reports / entry / "kcidb.json").read_text()))) == expected_tests(doc)
+    merged = valid(json.loads((reports / "kcidb.json").read_text()))
+    assert written_tests(merged) == expected_tests(*docs)
+    assert len(merged["builds"]) == 2
+    assert any(c["comment"].startswith("Debian linux-image-6.1.") for c in merged["checkouts"])
 
 
 def test_a_vm_without_its_script_channel_is_said(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
     nsconform [-n auto] [--runtime NAME|PATH] [--namespaces LIST] [--combinations MODE] [--report-dir DIR]
               [--baseline FILE] [--probe-timeout S] [--attach PID] [--no-host-audit] [--kernels LIST]
-              [--distros LIST [--refresh]] [any pytest argument ...]
+              [--distros LIST [--refresh]] [--kcidb [--kcidb-origin NAME] [--kcidb-commit HASH]]
+              [any pytest argument ...]
 
 It runs pytest on the package's own configuration (its pytest.ini, with the package's directory for
 rootdir), never the working directory's; nsconform's options (nsconform.settings.OPTIONS) take their short

@@ -365,8 +365,13 @@ class Recorder:
         )
         if AUDIT in self.config.stash:
             doc["host_audit"] = self.config.stash[AUDIT]
+        extra = None
+        if settings.kcidb is not None:  # imported only when asked
+            from nsconform.report import kcidb
+
+            extra = {kcidb.FILE: kcidb.render([doc], settings.kcidb)}
         try:
-            self.written = [path.name for path in write_reports(settings.report_dir, doc)]
+            self.written = [path.name for path in write_reports(settings.report_dir, doc, extra)]
         except ReportWriteError as e:
             self.unwritten = str(e)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from nsconform.inputs import KERNEL_TIMEOUT_S, PROBE_TIMEOUT_S, InputError, seco
 from nsconform.locations import CONFIG
 from nsconform.runtimes.runtime import Runtime, RuntimeSpecError, declared_hardening, resolve
 from nsconform.sandbox.attach import AttachError, AttachRuntime, Target
+
+if TYPE_CHECKING:
+    from nsconform.report import kcidb
 
 SETTINGS = pytest.StashKey["Settings"]()
 PREFIX = "--nsc-"
@@ -113,6 +116,9 @@ OPTIONS = (
         "3600",
         command_only=True,
     ),
+    Option("kcidb", "also write kcidb.json, the results in KernelCI's KCIDB v5.3 format (docs/reports.md)"),
+    Option("kcidb-origin", "the origin (CI system) named in kcidb.json's ids, [a-z0-9_]+ (default: nsconform)", "NAME"),
+    Option("kcidb-commit", "git_commit_hash of the kernel under test in kcidb.json (a kernel built from git)", "HASH"),
 )
 
 
@@ -134,6 +140,7 @@ class Settings:
     baseline: Path | None
     probe_timeout: float
     areas: tuple[str, ...] = ()  # the hardening areas judged (nsconform.areas)
+    kcidb: kcidb.Options | None = None  # --nsc-kcidb: kcidb.json beside the reports
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -189,6 +196,10 @@ def from_config(config: pytest.Config) -> Settings:
     except InputError as e:
         raise pytest.UsageError(str(e)) from None
     baseline = Path(here, opt.nsc_baseline) if opt.nsc_baseline else None  # read by the controller at once
+    try:
+        kcidb_options = kcidb_from(opt)
+    except ValueError as e:  # kcidb.KcidbError, the only one it raises
+        raise pytest.UsageError(str(e)) from None
     return Settings(
         runtime=runtime,
         namespaces=namespaces,
@@ -198,7 +209,21 @@ def from_config(config: pytest.Config) -> Settings:
         baseline=baseline,
         probe_timeout=probe_timeout,
         areas=areas,
+        kcidb=kcidb_options,
     )
+
+
+def kcidb_from(opt: Any, prefix: str = PREFIX) -> kcidb.Options | None:
+    """--nsc-kcidb's options, checked (errors name them with `prefix`); --nsc-kcidb-origin or --nsc-kcidb-commit
+    alone is a mistake, said. The writer is imported only then: a run without them does not load it."""
+    given = [name for name in ("kcidb-origin", "kcidb-commit") if getattr(opt, f"nsc_{name.replace('-', '_')}")]
+    if not opt.nsc_kcidb and not given:
+        return None
+    from nsconform.report import kcidb
+
+    if not opt.nsc_kcidb:
+        raise kcidb.KcidbError(f"{prefix}{given[0]} is for kcidb.json: add {prefix}kcidb")
+    return kcidb.options(opt.nsc_kcidb_origin, opt.nsc_kcidb_commit, prefix)
 
 
 def as_written(config: pytest.Config, message: str) -> str:

@@ -13,22 +13,25 @@ is said for that entry, and the others still run.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from nsconform.distros import roots
 from nsconform.hygiene import reaper
 from nsconform.inputs import KERNEL_TIMEOUT_S, InputError, seconds
 from nsconform.kernels import debian, runner, vm
-from nsconform.report import merge
+from nsconform.report import kcidb, merge
 from nsconform.report.writing import VIEWS, ReportDirError, ReportWriteError, check_writable, write_set
-from nsconform.settings import PREFIX, option
+from nsconform.settings import PREFIX, kcidb_from, option
 
 LIMIT = option("kernel-timeout")
 LOG = "console.log"  # beside each entry's reports: the run's whole output
@@ -136,6 +139,8 @@ class Audit:
         self.refresh = refresh  # --refresh: rebuild each release's root
         self.kvm: bool | None = None  # decided by trying, at the first VM
         self.vm_args: list[str] = []  # what the suite is given in a VM alone
+        self.started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.missing: list[kcidb.Missing] = []  # the entries without a report, for kcidb.json
 
     def run_all(self, entries: list[Entry]) -> tuple[list[merge.Host], list[str]]:
         """Every entry in turn: the matrix's columns (the runs with a report) and the troubles met."""
@@ -146,7 +151,7 @@ class Audit:
             progress = runner.Progress(entry.name)
             base = self.report_dir / entry.directory
             for runtime in self.runtimes:  # a report left by an earlier run is not this run's
-                for name in (*VIEWS, LOG):
+                for name in (*VIEWS, kcidb.FILE, LOG):
                     (base / runtime.directory / name).unlink(missing_ok=True)
             try:
                 trouble = self.run_entry(entry, progress)
@@ -163,8 +168,12 @@ class Audit:
                     bad = [f"{ns} {s['verdict']}" for ns, s in doc["summary"].items() if s["verdict"] in FAILING]
                     if bad:
                         runs_troubles.append(f"{said}verdicts " + ", ".join(bad))
-                elif trouble is None:
-                    runs_troubles.append(f"{said}its report {out / 'conformance.json'} cannot be read")
+                else:
+                    why = trouble or f"its report {out / 'conformance.json'} cannot be read"
+                    if trouble is None:
+                        runs_troubles.append(f"{said}{why}")
+                    name = str(Path(entry.directory, runtime.directory)) if runtime.directory else entry.directory
+                    self.missing.append(kcidb.Missing(name or "host", why, kernel_of(entry), self.started))
             if runs_troubles:
                 joined = "; ".join(runs_troubles)
                 progress.say(f"error: {joined}")
@@ -282,6 +291,34 @@ class Audit:
         return None
 
 
+def kernel_of(entry: Entry) -> kcidb.Kernel:
+    """An entry's kernel as far as it is known without its report (for an entry that gave none): the host's,
+    a Debian series' package as fetched, a release's as its root was built, or the image's file name."""
+    if entry.kind == "host":
+        uname = os.uname()
+        return kcidb.Kernel(uname.release, uname.version, uname.machine).identified()
+    if entry.kind == "distro" and (built := load(roots.cache_dir() / entry.name / roots.RECORD)) is not None:
+        return kcidb.Kernel(built["kernel"]["release"], machine="x86_64", package_version=built["kernel"]["version"])
+    fetched = load(debian.cache_dir() / entry.name / debian.RECORD) if entry.kind == "series" else None
+    if fetched is not None:
+        release = fetched["package"].removeprefix("linux-image-")
+        return kcidb.Kernel(release, machine="x86_64", package_version=fetched["version"])
+    return kcidb.Kernel(entry.directory)
+
+
+def kcidb_options(suite_args: list[str]) -> kcidb.Options | None:
+    """--kcidb and its options as the suite's runs take them (each entry's run writes its own kcidb.json)."""
+    given: dict[str, Any] = {"nsc_kcidb": False, "nsc_kcidb_origin": None, "nsc_kcidb_commit": None}
+    args = iter(suite_args)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        dest = "nsc_" + name.removeprefix(PREFIX).replace("-", "_")
+        if not name.startswith(PREFIX) or dest not in given:
+            continue
+        given[dest] = True if dest == "nsc_kcidb" else value if eq else next(args, "")
+    return kcidb_from(SimpleNamespace(**given), prefix="--")  # as the nsconform command names them
+
+
 def load(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -305,7 +342,8 @@ def run(
     what = "--distros" if distros else "--kernels"
     try:
         limit_s = seconds(f"--{LIMIT.name}", LIMIT.default if limit is None else limit, KERNEL_TIMEOUT_S)
-    except InputError as e:
+        kcidb_opts = kcidb_options(suite_args)
+    except (InputError, kcidb.KcidbError) as e:
         print(f"nsconform: {e}", file=sys.stderr)
         return 4
     if entries is not None and not entries:
@@ -326,22 +364,28 @@ def run(
     except KeyboardInterrupt:  # each run has been stopped and cleaned up on the way out
         print(f"nsconform: {what} interrupted", file=sys.stderr)
         return 130
+    merged: dict[str, str] = {}
     if columns:
-        try:
-            write_set(
-                report_dir, {"matrix.html": merge.render_html(columns), "matrix.md": merge.render_markdown(columns)}
-            )
-        except ReportWriteError as e:
-            print(f"nsconform: {e}", file=sys.stderr)
-            return 4
+        merged |= {"matrix.html": merge.render_html(columns), "matrix.md": merge.render_markdown(columns)}
+    if kcidb_opts is not None:  # every kernel's results, and a MISS test for each entry without a report
+        merged[kcidb.FILE] = kcidb.render([c.doc for c in columns], kcidb_opts, audit.missing)
+    for name in (*merge.FILES, kcidb.FILE):  # an earlier run's matrix is not this run's
+        if name not in merged:
+            (report_dir / name).unlink(missing_ok=True)
+    try:
+        if merged:
+            write_set(report_dir, merged)
+    except ReportWriteError as e:
+        print(f"nsconform: {e}", file=sys.stderr)
+        return 4
+    if columns:
         print(
             f"nsconform: compatibility matrix of {len(columns)} run(s): {report_dir / 'matrix.html'}, "
             f"{report_dir / 'matrix.md'}",
             file=sys.stderr,
         )
-    else:
-        for name in merge.FILES:  # an earlier run's matrix is not this run's
-            (report_dir / name).unlink(missing_ok=True)
+    if kcidb_opts is not None:
+        print(f"nsconform: KCIDB results of {len(columns)} run(s): {report_dir / kcidb.FILE}", file=sys.stderr)
     kind = "release " if distros else "kernel " if entries is not None else ""
     for trouble in troubles:
         print(f"nsconform: {kind}{trouble}", file=sys.stderr)

@@ -8,8 +8,9 @@ sums up the check's results on that host over every combination it ran: failed (
 failed, else error, else passed, else skipped; "not run" where the host did not run the check.
 Rows where the hosts disagree are marked, and the host facts are laid side by side.
 
-Writes OUT_DIR/matrix.html (self-contained) and OUT_DIR/matrix.md; the exit status is 0 unless
-an input is not a report (2), whatever the verdicts.
+Writes OUT_DIR/matrix.html (self-contained) and OUT_DIR/matrix.md, and with --kcidb OUT_DIR/kcidb.json,
+every report's results in KernelCI's KCIDB format (nsconform.report.kcidb); the exit status is 0 unless
+an input is not a report or an option is wrong (2), whatever the verdicts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from nsconform.areas import ALL as AREAS
 from nsconform.namespaces import ALL, combo_id
+from nsconform.report import kcidb
 from nsconform.report.conformance import ReportError, load_report
 from nsconform.report.hostfacts import fact_rows
 from nsconform.report.markdown import code, icon, table, text
@@ -210,18 +212,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("reports", type=Path, nargs="+", metavar="REPORT", help="conformance.json, or its directory")
+    parser.add_argument("--kcidb", action="store_true", help="also write OUT_DIR/kcidb.json (KCIDB v5.3)")
+    parser.add_argument("--kcidb-origin", metavar="NAME", help="the origin in kcidb.json's ids (default: nsconform)")
+    parser.add_argument("--kcidb-commit", metavar="HASH", help="git_commit_hash of the kernels not packaged by Debian")
     args = parser.parse_args(argv)
+    if not args.kcidb and (args.kcidb_origin or args.kcidb_commit):
+        parser.error("--kcidb-origin and --kcidb-commit are for kcidb.json: add --kcidb")
     try:
+        opts = kcidb.options(args.kcidb_origin, args.kcidb_commit) if args.kcidb else None
         check_writable(args.out_dir, "OUT_DIR")
         paths = [p / "conformance.json" if p.is_dir() else p for p in args.reports]
         columns = hosts([(str(p), load_report(p)) for p in paths])
-    except (ReportError, ReportDirError) as e:
+    except (ReportError, ReportDirError, kcidb.KcidbError) as e:
         parser.error(str(e))
+    texts = {"matrix.html": render_html(columns), "matrix.md": render_markdown(columns)}
+    if opts is not None:
+        texts[kcidb.FILE] = kcidb.render([h.doc for h in columns], opts)
     try:
-        write_set(args.out_dir, {"matrix.html": render_html(columns), "matrix.md": render_markdown(columns)})
+        write_set(args.out_dir, texts)
     except ReportWriteError as e:
         parser.exit(4, f"nsconform-merge: {e}\n")
-    for name in FILES:
+    for name in texts:
         print(args.out_dir / name)
     return 0
 

@@ -119,9 +119,10 @@ VIEWS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def write_reports(directory: Path, document: dict[str, Any]) -> list[Path]:
-    """Render every view first (a rendering bug writes nothing), then write them as one set."""
-    return write_set(directory, {name: render(document) for name, render in VIEWS.items()})
+def write_reports(directory: Path, document: dict[str, Any], extra: dict[str, str] | None = None) -> list[Path]:
+    """Render every view first (a rendering bug writes nothing), then write them, and the `extra` files
+    (name: text, such as kcidb.json), as one set."""
+    return write_set(directory, {name: render(document) for name, render in VIEWS.items()} | (extra or {}))
 
 
 def check_writable(directory: Path, what: str = "--nsc-report-dir") -> None:

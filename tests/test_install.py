@@ -54,6 +54,9 @@ PROGRAMS = {
     "apt-cache": "--kernels: finds a Debian kernel package",
     "dpkg-deb": "--kernels: unpacks a Debian kernel package",
     "mmdebstrap": "--distros: a Debian release's root filesystem",
+    "apt-config": "--distros: the host's apt setting on Release files past their Valid-Until",
+    "dpkg-query": "--distros: the versions of the packages in a release's root",
+    "cp": "--distros: the hard-linked copy of a cached root that a run boots",
     "git": "the tests list the checkout's tracked files",
 }
 # Files the project needs that are no program on PATH.
@@ -65,8 +68,24 @@ FILES = {
 }
 NOT_DEBIAN = {"pytest", "vng"}  # installed by pip into .venv (pyproject.toml)
 # Words of such literals that name a program on PATH but are none the project runs (a key, a label, a
-# shell builtin) or one every Debian has and the tests' data only names.
-WORDS = {"command", "dir", "dirs", "echo", "set", "time", "true", "link", "id", "rm", "mount", "mknod", "tty"}
+# shell builtin, a Debian package that --distros puts in a release's root) or one every Debian has and the
+# tests' data only names.
+WORDS = {
+    "command",
+    "dir",
+    "dirs",
+    "echo",
+    "set",
+    "time",
+    "true",
+    "link",
+    "id",
+    "rm",
+    "mount",
+    "mknod",
+    "tty",
+    "python3",
+}
 BIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 ARGV_LITERAL = re.compile(r"[\[(]\s*\"([a-z][\w.+-]*)\",")
 

@@ -2,7 +2,7 @@
 
     nsconform [-n auto] [--runtime NAME|PATH] [--namespaces LIST] [--combinations MODE] [--report-dir DIR]
               [--baseline FILE] [--probe-timeout S] [--attach PID] [--no-host-audit] [--kernels LIST]
-              [--kcidb [--kcidb-origin NAME] [--kcidb-commit HASH]]
+              [--distros LIST [--refresh]] [--kcidb [--kcidb-origin NAME] [--kcidb-commit HASH]]
               [any pytest argument ...]
 
 It runs pytest on the package's own configuration (its pytest.ini, with the package's directory for
@@ -10,6 +10,9 @@ rootdir), never the working directory's; nsconform's options (nsconform.settings
 names here (with `=` or a space) and become pytest's `--nsc-*`; every other argument goes to pytest as it
 is. Reports land in `reports/` under the working directory unless `--report-dir` says otherwise.
 `nsconform --help` lists nsconform's own options; `pytest --help` the rest.
+
+`--runtime` takes a comma list: one run per runtime, each in REPORT_DIR/<runtime>/, merged into one matrix;
+`--kernels` and `--distros` run the suite on kernels and Debian releases (nsconform.kernels).
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ class Command:
     pytest_args: list[str]
     report_dir: Path
     own: dict[str, str] = field(default_factory=dict)  # options of the command alone (--kernels ...), by name
+    runtimes: list[str] = field(default_factory=list)  # --runtime's comma list
+
+    def pytest_options(self) -> list[str]:
+        """pytest's arguments with the runtime, for a single run."""
+        return [*self.pytest_args, *(f"{PREFIX}runtime={runtime}" for runtime in self.runtimes)]
 
 
 def translate(argv: Sequence[str]) -> Command:
@@ -53,7 +61,10 @@ def translate(argv: Sequence[str]) -> Command:
             command.pytest_args.append(arg)
             continue
         if option.metavar is None:
-            command.pytest_args.append(PREFIX + option.name)
+            if option.command_only:
+                command.own[option.name] = ""
+            else:
+                command.pytest_args.append(PREFIX + option.name)
             continue
         if not eq:
             value = next(args, None)
@@ -61,6 +72,8 @@ def translate(argv: Sequence[str]) -> Command:
                 raise CommandError(f"{name} needs a value ({option.metavar})")
         if option.name == "report-dir":
             command.report_dir = Path.cwd() / value
+        elif option.name == "runtime":
+            command.runtimes = [entry for entry in value.split(",") if entry]
         elif option.command_only:
             command.own[option.name] = value  # checked where it is used (nsconform.kernels)
         else:
@@ -106,17 +119,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as e:
         print(f"nsconform: {e}", file=sys.stderr)
         return 4  # pytest's usage error
-    if "kernels" in command.own:
+    audits = [name for name in ("kernels", "distros") if name in command.own]
+    if len(audits) > 1:
+        print("nsconform: --kernels and --distros cannot be given together", file=sys.stderr)
+        return 4
+    if "refresh" in command.own and "distros" not in command.own:
+        print("nsconform: --refresh rebuilds the roots of --distros: give --distros too", file=sys.stderr)
+        return 4
+    if audits or len(command.runtimes) > 1:
         from nsconform.kernels import run
 
-        entries = [entry for entry in command.own["kernels"].split(",") if entry]
-        return run(entries, command.pytest_args, command.report_dir, command.own.get("kernel-timeout"))
+        entries = [entry for entry in command.own[audits[0]].split(",") if entry] if audits else None
+        return run(
+            entries,
+            command.pytest_args,
+            command.report_dir,
+            command.own.get("kernel-timeout"),
+            runtimes=command.runtimes,
+            distros=audits == ["distros"],
+            refresh="refresh" in command.own,
+        )
     if "kernel-timeout" in command.own:
-        print("nsconform: --kernel-timeout applies to --kernels runs only", file=sys.stderr)
+        print("nsconform: --kernel-timeout applies to --kernels and --distros runs only", file=sys.stderr)
         return 4
     import pytest
 
-    return int(pytest.main(pytest_args(command.pytest_args, command.report_dir)))
+    return int(pytest.main(pytest_args(command.pytest_options(), command.report_dir)))
 
 
 if __name__ == "__main__":

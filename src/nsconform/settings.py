@@ -47,7 +47,8 @@ class Option:
 OPTIONS = (
     Option(
         "runtime",
-        "runtime under test: native, a bundled profile name, or a profile file (default: native)",
+        "runtime under test: native, a bundled profile name, or a profile file (default: native); the nsconform "
+        "command takes a comma list: one run each, merged into one matrix",
         "NAME|PATH",
         "native",
     ),
@@ -99,8 +100,17 @@ OPTIONS = (
         command_only=True,
     ),
     Option(
+        "distros",
+        "run the suite once per Debian release of a comma list (bookworm, trixie, forky), each on its own kernel "
+        "with its own runtimes in a VM, on a root built once and cached; reports in REPORT_DIR/<release>/, merged "
+        "into REPORT_DIR/matrix.html and matrix.md",
+        "LIST",
+        command_only=True,
+    ),
+    Option("refresh", "with --distros: build each release's root again rather than use the cache", command_only=True),
+    Option(
         "kernel-timeout",
-        f"with --kernels: the wall-clock limit of each kernel's run, in seconds, at most {KERNEL_TIMEOUT_S:g} "
+        f"with --kernels or --distros: the wall-clock limit of each VM's run, in seconds, at most {KERNEL_TIMEOUT_S:g} "
         "(default: 3600)",
         "S",
         "3600",

@@ -3,9 +3,10 @@ nothing of it left once it has ended.
 
 A VM's run (virtme-ng and the QEMU it starts) goes in a PID namespace of its own (`unshare --pid --fork
 --kill-child`): killing the namespace's first process kills every other one in it, and unshare(1) ends
-only once all of them have. The host's run is the suite itself, which must see the host's own PID
-namespace: it runs in a process group of its own, which gets SIGINT at the limit (pytest stops and cleans
-up) and SIGKILL when that takes longer than GRACE_S.
+only once all of them have; unshare(1) itself is killed should this process die (setpriv --pdeathsig).
+The host's run is the suite itself, which must see the host's own PID namespace: it runs in a process
+group of its own, which gets SIGINT at the limit (pytest stops and cleans up) and SIGKILL when that takes
+longer than GRACE_S.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import psutil
 
 GRACE_S = 30.0
 BOOTED = "nsconform-kernel: booted"  # the first line a VM's command prints (kernels.vm)
+RUNNING = "nsconform-kernel: running"  # before each runtime's suite where a VM runs several
+# A command in a PID namespace of its own that dies with its first process, which dies with this process (a
+# killed audit leaves no VM or build running).
+PIDNS = ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--pid", "--fork", "--kill-child", "--"]
 COUNT = re.compile(rb"\[\s*(\d+)/(\d+)\]\s*$")  # pytest's console_output_style=count
 
 
@@ -74,7 +79,7 @@ def run(
     """Run argv with its output (stdout and stderr) into `log`, reporting progress; stop it at `limit_s`, or
     at `boot_limit_s` when it has not printed the BOOTED line by then."""
     if pidns:
-        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *argv]
+        argv = [*PIDNS, *argv]
     tail: deque[str] = deque(maxlen=20)
     started = time.monotonic()
     deadline = started + limit_s
@@ -126,6 +131,8 @@ def watch(line: bytes, progress: Progress | None, tail: deque[str]) -> bool:
     if text.startswith(BOOTED):
         progress.say(f"booted {text.removeprefix(BOOTED).strip()}: running the suite")
         return True
+    if text.startswith(RUNNING):
+        progress.say(f"running the suite with {text.removeprefix(RUNNING).strip()}")
     counted = COUNT.search(line)
     if counted:
         progress.count(int(counted.group(1)), int(counted.group(2)))

@@ -28,6 +28,10 @@ from nsconform.locations import PACKAGE, checks_dir
 MEMORY = "2G"
 TRIAL_LIMIT_S = 120.0  # a KVM boot takes seconds; one that has not ended by then is taken as not working
 GUEST_OUT = "/run/nsconform/out"  # where the VM sees the run's report directory
+# Where the VM sees what the run brings in, read-only: its script (the kernel's command line, which would
+# carry it, holds 2048 bytes) and, for a Debian release (--distros), the running installation's code.
+GUEST_IN = "/run/nsconform/in"
+SCRIPT = "run.sh"
 BOOT_LIMIT_S = 600.0  # from vng's start to the VM's first line: a TCG boot takes 15-60 s on 2 cores
 TCG = "the VMs run on TCG, QEMU's emulator (slow)"
 # virtme-ng's guest init, where the host's root has no udevd: it cannot find the script's virtio ports
@@ -94,7 +98,7 @@ def kept_paths() -> list[str]:
     return sorted(path for path in wanted if path.startswith("/tmp/"))
 
 
-def script(suite: list[str], keep: list[str]) -> str:
+def script(suites: list[list[str]], keep: list[str], names: list[str]) -> str:
     """The VM's command (bash), run in nsconform's working directory:
     - a /tmp of its own: virtme-ng's would show the host's, live, and the host's activity would reach the
       run's host audit. The host's paths in `keep` (under /tmp) stay where they were, bound back from the
@@ -102,7 +106,15 @@ def script(suite: list[str], keep: list[str]) -> str:
       still work;
     - the suite in a cgroup of its own, as on a host: virtme-ng's init leaves every process in the root
       cgroup;
-    - the BOOTED line, then the suite."""
+    - the BOOTED line, then the suite; several (one per runtime, `names`) in turn, each after its RUNNING line,
+      the script's status the last non-zero one."""
+    if len(suites) == 1:
+        run = [f"exec {shlex.join(suites[0])}"]
+    else:
+        run = ["status=0"]
+        for name, suite in zip(names, suites, strict=True):
+            run += [f"echo {runner.RUNNING} {shlex.quote(name)}", f"{shlex.join(suite)} || status=$?"]
+        run.append('exit "$status"')
     return "\n".join(
         [
             "set -e",
@@ -118,7 +130,7 @@ def script(suite: list[str], keep: list[str]) -> str:
             "mkdir /sys/fs/cgroup/nsconform && echo $$ > /sys/fs/cgroup/nsconform/cgroup.procs ||"
             " echo 'nsconform-kernel: the suite stays in the root cgroup'",
             f"echo {runner.BOOTED} $(uname -r)",
-            f"exec {shlex.join(suite)}",
+            *run,
         ]
     )
 
@@ -140,9 +152,25 @@ def scratch(found: Tools) -> Iterator[tuple[dict[str, str], Path]]:
         record.removed(entry)
 
 
-def command(found: Tools, kernel: Image, kvm: bool, out: Path, script: str) -> list[str]:
-    """The vng command that boots `kernel` and runs `script` (bash) in it, with `out` writable as GUEST_OUT."""
+def command(
+    found: Tools,
+    kernel: Image,
+    kvm: bool,
+    out: Path,
+    script: str,
+    brought: Path | None = None,
+    root: Path | None = None,
+) -> list[str]:
+    """The vng command that boots `kernel` and runs `script` (bash) in it, with `out` writable as GUEST_OUT; on
+    the host's root, or on `root` (read-only, as the host's). With `brought`, a directory shown read-only as
+    GUEST_IN, the script is written there and run from there, however long it is."""
     argv = [found.vng, "--run", str(kernel.path), "--force-9p", "--cpus", str(len(os.sched_getaffinity(0)))]
+    if root is not None:
+        argv += ["--root", str(root)]
+    if brought is not None:
+        (brought / SCRIPT).write_text(script + "\n")
+        argv += ["--rodir", f"{GUEST_IN}={brought}"]
+        script = f"exec bash {GUEST_IN}/{SCRIPT}"
     argv.append("--verbose")  # the VM's console (the kernel's and its init's lines) beside the script's output
     argv += ["--memory", MEMORY, "--rwdir", f"{GUEST_OUT}={out}"]
     if not kvm:

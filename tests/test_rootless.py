@@ -273,13 +273,25 @@ def test_journal_directory_is_the_users_own_where_home_is_roots(rootless_user: p
     """`setpriv --reuid` keeps root's HOME (/root, mode 700), as docs/running.md's rootless command runs: the
     user's journal directory is then one it may make, in the temporary directory, 0700 and its own."""
     code = "from nsconform.hygiene import journal; print(journal.directory())"
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TMPDIR": tempfile.gettempdir()}
     expected = Path(tempfile.gettempdir(), f"nsconform-{rootless_user.pw_uid}")
     existed = expected.exists()
     try:
-        done = subprocess.run(
-            [*as_user(rootless_user), sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd="/"
-        )
+        with scratch_dir("rootless", owner=(rootless_user.pw_uid, rootless_user.pw_gid)) as workspace:
+            site = Path(workspace, "site")
+            copy_package(site)  # a copy the user can read, wherever the checkout lies
+            env = {
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME": "/root",
+                "TMPDIR": tempfile.gettempdir(),
+                "PYTHONPATH": str(site),
+            }
+            done = subprocess.run(
+                [*as_user(rootless_user), os.path.realpath(sys.executable), "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd="/",
+            )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == str(expected)
         st = expected.lstat()

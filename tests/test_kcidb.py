@@ -14,6 +14,7 @@ from kcidb_io.schema import V5_3
 
 from nsconform.kernels import Entry, kernel_of
 from nsconform.report import kcidb
+from nsconform.report.writing import VIEWS
 from tests.conftest import ROOT
 from tests.reportdata import recorded
 from tests.test_kernels import nsconform
@@ -187,6 +188,34 @@ def test_a_run_with_kcidb_writes_one_test_per_result(tmp_path: Path) -> None:
     assert written_tests(data) == expected_tests(doc) and len(data["tests"]) == len(doc["results"]) > 80
     assert {t["status"] for t in data["tests"]} == {"PASS", "SKIP"}
     assert "kcidb.json" in done.stdout
+
+
+def test_a_run_without_kcidb_removes_an_earlier_runs_kcidb_json(tmp_path: Path) -> None:
+    """kcidb.json is one file of the set: a later run without --kcidb does not leave the earlier run's beside its
+    own reports (its README stays)."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "README").write_text("mine\n")
+    first = nsconform("--namespaces=uts", "--kcidb", f"--report-dir={reports}", tmp_path=tmp_path)
+    assert first.returncode == 0 and (reports / "kcidb.json").exists(), first.stdout + first.stderr
+    second = nsconform("--namespaces=uts", f"--report-dir={reports}", tmp_path=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert sorted(p.name for p in reports.iterdir()) == sorted(["README", *VIEWS])
+    assert (reports / "README").read_text() == "mine\n"
+
+
+def test_a_merge_without_kcidb_removes_an_earlier_merges_kcidb_json(tmp_path: Path) -> None:
+    """The same for nsconform-merge's set: matrix.html, matrix.md and, only with --kcidb, kcidb.json."""
+    report = tmp_path / "host.json"
+    report.write_text(json.dumps(recorded()))
+    out = tmp_path / "merged"
+    merge = [sys.executable, "-m", "nsconform.report.merge"]
+    assert subprocess.run([*merge, "--kcidb", str(out), str(report)], capture_output=True).returncode == 0
+    assert (out / "kcidb.json").exists()
+    again = subprocess.run([*merge, str(out), str(report)], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["matrix.html", "matrix.md"]
+    assert "kcidb.json" not in again.stdout
 
 
 @pytest.mark.parametrize(

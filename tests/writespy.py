@@ -17,9 +17,9 @@ from nsconform.report import writing
 def pytest_configure(config: pytest.Config) -> None:
     real = writing.write_set
 
-    def logged(directory: Path, texts: dict[str, str]) -> list[Path]:
-        with open(os.environ["NSCONFORM_WRITE_LOG"], "a") as log:
-            log.writelines(f"{os.getpid()} {name}\n" for name in texts)
+    def logged(directory: Path, texts: dict[str, str | None]) -> list[Path]:
+        with open(os.environ["NSCONFORM_WRITE_LOG"], "a") as log:  # the files written (None: one removed)
+            log.writelines(f"{os.getpid()} {name}\n" for name, text in texts.items() if text is not None)
         return real(directory, texts)
 
     writing.write_set = logged  # type: ignore[assignment]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nsconform.namespaces import combo_id
+from nsconform.report.writing import KCIDB_FILE
 
 VERSION = {"major": 5, "minor": 3}
 ORIGIN = "nsconform"
@@ -37,7 +38,7 @@ SUITE = "nsconform"  # the root of every test path
 STATUS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
 EXCERPT_LIMIT = 16384  # the schema's maxLength of log_excerpt
 DEBIAN_BUILD = re.compile(r"\bDebian (\S+)")  # Debian's `uname -v`: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (...)"
-FILE = "kcidb.json"
+FILE = KCIDB_FILE
 
 
 class KcidbError(ValueError):

@@ -225,15 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         columns = hosts([(str(p), load_report(p)) for p in paths])
     except (ReportError, ReportDirError, kcidb.KcidbError) as e:
         parser.error(str(e))
-    texts = {"matrix.html": render_html(columns), "matrix.md": render_markdown(columns)}
-    if opts is not None:
-        texts[kcidb.FILE] = kcidb.render([h.doc for h in columns], opts)
+    texts: dict[str, str | None] = {"matrix.html": render_html(columns), "matrix.md": render_markdown(columns)}
+    texts[kcidb.FILE] = None if opts is None else kcidb.render([h.doc for h in columns], opts)  # None: an old one goes
     try:
-        write_set(args.out_dir, texts)
+        written = write_set(args.out_dir, texts)
     except ReportWriteError as e:
         parser.exit(4, f"nsconform-merge: {e}\n")
-    for name in texts:
-        print(args.out_dir / name)
+    for path in written:
+        print(path)
     return 0
 
 

@@ -31,18 +31,28 @@ class ReportWriteError(OSError):
     """A set of reports could not be written; the files of the directory are as they were."""
 
 
-def write_set(directory: Path, texts: dict[str, str]) -> list[Path]:
-    """Write `texts` (file name: text) into `directory` as one set (see the module's doc); their paths."""
+def write_set(directory: Path, texts: dict[str, str | None]) -> list[Path]:
+    """Write `texts` (file name: text) into `directory` as one set (see the module's doc); their paths. A name
+    whose text is None is a file of an earlier set that this one does not have (kcidb.json of a run with
+    --kcidb before one without): removed with the rest, put back with the rest."""
     record = journal.current()
     aside: list[tuple[Path, journal.Entry]] = []  # temporaries and links to the old files: gone at the end
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staged = {name: staged_file(directory, name, text, record, aside) for name, text in texts.items()}
+        staged = {
+            name: None if text is None else staged_file(directory, name, text, record, aside)
+            for name, text in texts.items()
+        }
         kept = {name: keep_aside(directory, name, record, aside) for name in texts if (directory / name).exists()}
         replaced: list[str] = []
         try:
             for name, temporary in staged.items():
-                os.replace(temporary, directory / name)
+                if temporary is not None:
+                    os.replace(temporary, directory / name)
+                elif name in kept:
+                    os.unlink(directory / name)
+                else:
+                    continue
                 replaced.append(name)
             fsync_directory(directory)
         except OSError:
@@ -63,7 +73,7 @@ def write_set(directory: Path, texts: dict[str, str]) -> list[Path]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             record.removed(entry)
-    return [directory / name for name in texts]
+    return [directory / name for name, text in texts.items() if text is not None]
 
 
 def staged_file(
@@ -119,10 +129,15 @@ VIEWS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+# Written only where asked (--nsc-kcidb: nsconform.report.kcidb); an earlier set's is removed with the rest.
+KCIDB_FILE = "kcidb.json"
+
+
 def write_reports(directory: Path, document: dict[str, Any], extra: dict[str, str] | None = None) -> list[Path]:
     """Render every view first (a rendering bug writes nothing), then write them, and the `extra` files
-    (name: text, such as kcidb.json), as one set."""
-    return write_set(directory, {name: render(document) for name, render in VIEWS.items()} | (extra or {}))
+    (name: text, such as kcidb.json), as one set; a kcidb.json not among them is an earlier set's: removed."""
+    views = {name: render(document) for name, render in VIEWS.items()}
+    return write_set(directory, views | {KCIDB_FILE: None} | (extra or {}))
 
 
 def check_writable(directory: Path, what: str = "--nsc-report-dir") -> None:
